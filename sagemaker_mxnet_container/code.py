@@ -1,0 +1,86 @@
+"""Gets the user's code into the code directory: from S3, a local path or ``file://`` URI, or
+already there (mounted by the SDK's local mode or baked into the image)."""
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from urllib.parse import unquote, urlparse
+
+from sagemaker_mxnet_container import archive, error_record
+from sagemaker_mxnet_container.environment import TrainingEnvironment
+from sagemaker_mxnet_container.errors import CodeError, DownloadError
+from sagemaker_mxnet_container.runner import Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+def _local_path(source: str) -> str:
+    if source.startswith("file://"):
+        parsed = urlparse(source)
+        return unquote(parsed.netloc + parsed.path)
+    return source
+
+
+def _same_directory(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
+    """Returns the directory the user's code is in."""
+    code_dir = env.paths.code_dir
+    source = env.submit_directory
+    if source is None or (not source.startswith("s3://") and _same_directory(_local_path(source), code_dir)):
+        if not os.path.isdir(code_dir):
+            raise CodeError(
+                f"no code to run: sagemaker_submit_directory is not set and {code_dir} does not exist"
+            )
+        logger.info("Using the code already in %s", code_dir)
+        return code_dir
+    if source.startswith("s3://"):
+        _download_and_extract(env, source, supervisor)
+        return code_dir
+    if "://" in source:
+        raise CodeError(
+            f"sagemaker_submit_directory {source!r} is not supported: use s3://, file:// or a local path"
+        )
+    local = _local_path(source)
+    if os.path.isdir(local):
+        logger.info("Copying code from %s", local)
+        shutil.copytree(local, code_dir, symlinks=True, dirs_exist_ok=True)
+    elif os.path.isfile(local):
+        logger.info("Extracting code from %s", local)
+        archive.extract(local, code_dir)
+    else:
+        raise CodeError(f"sagemaker_submit_directory {source!r} does not exist")
+    return code_dir
+
+
+def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Supervisor) -> None:
+    logger.info("Downloading code from %s", uri)
+    os.makedirs(env.paths.base, exist_ok=True)
+    descriptor, destination = tempfile.mkstemp(prefix=".sourcedir-", suffix=".tar.gz", dir=env.paths.base)
+    os.close(descriptor)
+    descriptor, record_path = tempfile.mkstemp(prefix=".download-error-", suffix=".json", dir=env.paths.base)
+    os.close(descriptor)
+    try:
+        child_env = dict(os.environ)
+        child_env[error_record.FILE_VARIABLE] = record_path
+        command = [sys.executable, "-m", "sagemaker_mxnet_container.s3", uri, destination, env.region or ""]
+        result = supervisor.run(command, env=child_env)
+        if result.exit_code != 0:
+            record = error_record.read(record_path)
+            if record:
+                raise DownloadError(record["message"])
+            detail = "\n".join(result.stderr_tail[-5:])
+            raise DownloadError(
+                f"cannot download code from {uri}: the download exited with {result.exit_code}\n{detail}"
+            )
+        archive.extract(destination, env.paths.code_dir)
+    finally:
+        for path in (destination, record_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

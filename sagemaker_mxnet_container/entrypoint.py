@@ -1,0 +1,138 @@
+"""``train``: one SageMaker MXNet training job, from configuration to outcome.
+
+The flow runs one way: read the configuration into immutable values, get the code, install
+its requirements, choose devices and kvstore, run the user's code under supervision, record
+the outcome. The supervisor imports neither MXNet nor boto3: they load in the child processes
+that need them.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+
+from sagemaker_mxnet_container import (
+    code,
+    environment,
+    error_record,
+    logs,
+    mxnet_settings,
+    outcome,
+    program,
+    requirements,
+    resources,
+    sm_variables,
+)
+from sagemaker_mxnet_container.errors import Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.runner import Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
+    """Runs the job; raises ToolkitError (or a subclass) with the failure reason."""
+    env = environment.read(paths)
+    logs.configure(env.log_level)
+    logs.use_secrets_of(env.hyperparameters)
+    supervisor.stop_grace_seconds = env.stop_grace_seconds
+    for key in env.ignored_parameters:
+        logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
+
+    code_dir = code.fetch(env, supervisor)
+    user_program = program.choose(code_dir, env.program, env.mode)
+    requirements.install(code_dir, supervisor)
+    found = resources.detect()
+    settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore)
+    logger.info(
+        "Running %s in %s mode (%s); context %s, kvstore %s",
+        os.path.relpath(user_program.path, code_dir),
+        user_program.mode,
+        user_program.reason,
+        settings.context_string,
+        settings.kvstore,
+    )
+    for directory in (paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir):
+        os.makedirs(directory, exist_ok=True)
+
+    training = sm_variables.training_env(env, found, settings, user_program.module_name)
+    child_env = dict(os.environ)
+    child_env.update(sm_variables.variables(training, code_dir))
+    name = os.path.basename(user_program.path)
+
+    if user_program.mode == program.LEGACY:
+        result, reason = _run_legacy(supervisor, user_program, child_env, code_dir)
+    else:
+        arguments = sm_variables.user_arguments(env.hyperparameters)
+        command = program.script_command(user_program, code_dir, arguments)
+        result = supervisor.run(command, env=child_env, cwd=code_dir)
+        reason = outcome.script_failure(name, result) if result.exit_code else None
+
+    if supervisor.stop_signal is not None:
+        signal_name = signal.Signals(supervisor.stop_signal).name
+        raise Stopped(
+            f"Training job stopped: {signal_name} received while the user's code ran; "
+            f"{outcome.exit_description(name, result)}.",
+            supervisor.stop_signal,
+        )
+    if result.exit_code != 0:
+        raise UserCodeError(reason, result.exit_code)
+    if outcome.user_failure(paths) is not None:
+        raise UserCodeError(f"{name} exited with code 0 but wrote {paths.output_dir}/failure", 1)
+
+
+def _run_legacy(supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str):
+    """Runs the legacy runner in a child; returns its result and, if it failed, the reason."""
+    descriptor, record_path = tempfile.mkstemp(prefix="mxnet-legacy-error-", suffix=".json")
+    os.close(descriptor)
+    child_env = {**child_env, error_record.FILE_VARIABLE: record_path}
+    try:
+        result = supervisor.run(program.legacy_command(user_program), env=child_env, cwd=code_dir)
+        record = error_record.read(record_path) if result.exit_code else None
+    finally:
+        os.unlink(record_path)
+    name = os.path.basename(user_program.path)
+    return result, (outcome.legacy_failure(name, result, record) if result.exit_code else None)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="train",
+        description="Run the SageMaker MXNet training job configured under $SAGEMAKER_BASE_DIR (default /opt/ml).",
+    )
+    parser.parse_args(argv)
+
+    logs.configure()
+    supervisor = Supervisor()
+    supervisor.install()
+    paths = environment.Paths.from_environ()
+    try:
+        outcome.clear(paths)
+        try:
+            run_job(paths, supervisor)
+        finally:
+            # From here a stop signal can no longer interrupt anything; recording must finish.
+            supervisor.close()
+    except ToolkitError as error:
+        logger.error("Training failed: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
+        _record_failure(paths, str(error))
+        return error.exit_code
+    except Exception as error:
+        logger.exception("Internal error")
+        _record_failure(paths, f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}")
+        return 1
+    outcome.record_success(paths)
+    logger.info("Training succeeded")
+    return 0
+
+
+def _record_failure(paths: environment.Paths, reason: str) -> None:
+    try:
+        outcome.record_failure(paths, reason)
+    except OSError as error:
+        logger.error("Could not write %s/failure: %s", paths.output_dir, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The job's configuration, read once from ``/opt/ml`` into immutable values.
+
+The platform writes three JSON files under ``input/config``; every other part of the toolkit
+reads this module's ``TrainingEnvironment`` and never the files themselves.
+"""
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Tuple
+
+from sagemaker_mxnet_container.errors import ConfigurationError
+
+BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"
+DEFAULT_BASE_DIR = "/opt/ml"
+
+# The platform restricts channel names to these characters; anything else could climb out of
+# input/data when joined to it.
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# Reserved hyperparameters this toolkit reads. Keys the SDK sends that change nothing here are
+# listed so that only truly unknown ``sagemaker_*`` keys are reported as ignored.
+_READ = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_region",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "sagemaker_mode",
+        "sagemaker_kvstore",
+        "sagemaker_stop_grace_seconds",
+    }
+)
+_ACCEPTED = frozenset(
+    {
+        "sagemaker_enable_cloudwatch_metrics",
+        "sagemaker_estimator_class_name",
+        "sagemaker_estimator_module",
+    }
+)
+
+MODES = ("legacy", "script")
+DEFAULT_STOP_GRACE_SECONDS = 100.0
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The ``/opt/ml`` layout, relocatable through ``SAGEMAKER_BASE_DIR``."""
+
+    base: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> "Paths":
+        return cls(os.path.abspath(environ.get(BASE_DIR_VARIABLE) or DEFAULT_BASE_DIR))
+
+    @property
+    def input_dir(self) -> str:
+        return os.path.join(self.base, "input")
+
+    @property
+    def input_config_dir(self) -> str:
+        return os.path.join(self.input_dir, "config")
+
+    @property
+    def input_data_dir(self) -> str:
+        return os.path.join(self.input_dir, "data")
+
+    @property
+    def code_dir(self) -> str:
+        return os.path.join(self.base, "code")
+
+    @property
+    def model_dir(self) -> str:
+        return os.path.join(self.base, "model")
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.join(self.base, "output")
+
+    @property
+    def output_data_dir(self) -> str:
+        return os.path.join(self.output_dir, "data")
+
+    @property
+    def output_intermediate_dir(self) -> str:
+        return os.path.join(self.output_dir, "intermediate")
+
+    def config_file(self, name: str) -> str:
+        return os.path.join(self.input_config_dir, name)
+
+
+@dataclass(frozen=True)
+class TrainingEnvironment:
+    """Everything the job was configured with. Mappings are read-only views."""
+
+    paths: Paths
+    hyperparameters: Mapping[str, Any]
+    framework_parameters: Mapping[str, Any]
+    hosts: Tuple[str, ...]
+    current_host: str
+    network_interface_name: str
+    channels: Mapping[str, str]
+    input_data_config: Mapping[str, Any]
+    resource_config: Mapping[str, Any]
+    program: Optional[str]
+    submit_directory: Optional[str]
+    region: Optional[str]
+    job_name: Optional[str]
+    log_level: int
+    mode: Optional[str]
+    kvstore: Optional[str]
+    stop_grace_seconds: float
+    ignored_parameters: Tuple[str, ...] = field(default=())
+
+    @property
+    def is_first_host(self) -> bool:
+        return self.current_host == self.hosts[0]
+
+
+def decode_hyperparameter(value: Any) -> Any:
+    """The platform JSON-encodes every value into a string; hand-written files often do not."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def parse_log_level(value: Any) -> int:
+    """Accepts 20, "20", "INFO", "info" or "logging.INFO"."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"sagemaker_container_log_level must be a level, got {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    name = text.upper().removeprefix("LOGGING.")
+    level = logging.getLevelName(name)
+    if isinstance(level, int):
+        return level
+    raise ConfigurationError(
+        f"sagemaker_container_log_level {value!r} is not a logging level: "
+        "use a number such as 20 or a name such as INFO or DEBUG"
+    )
+
+
+def _load_json_object(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path} is missing: the platform writes it before training starts") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"{path} cannot be read: {error}") from None
+    if not text.strip():
+        raise ConfigurationError(f"{path} is empty: it must hold a JSON object")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise ConfigurationError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} must hold a JSON object, not a {type(data).__name__}")
+    return data
+
+
+def _optional_string(framework: Mapping[str, Any], key: str) -> Optional[str]:
+    value = framework.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"hyperparameter {key} must be a string, got {value!r}")
+    return value
+
+
+def _stop_grace(framework: Mapping[str, Any]) -> float:
+    value = framework.get("sagemaker_stop_grace_seconds", DEFAULT_STOP_GRACE_SECONDS)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0:
+        raise ConfigurationError(
+            f"hyperparameter sagemaker_stop_grace_seconds must be a number of seconds >= 0, got {value!r}"
+        )
+    return seconds
+
+
+def _mode(framework: Mapping[str, Any]) -> Optional[str]:
+    mode = _optional_string(framework, "sagemaker_mode")
+    if mode is not None and mode not in MODES:
+        raise ConfigurationError(f"hyperparameter sagemaker_mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _resources(path: str, config: Mapping[str, Any]) -> Tuple[Tuple[str, ...], str, str]:
+    hosts = config.get("hosts")
+    current_host = config.get("current_host")
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigurationError(f"{path}: 'hosts' must be a non-empty list of host names, got {hosts!r}")
+    if len(set(hosts)) != len(hosts):
+        raise ConfigurationError(f"{path}: 'hosts' lists a host more than once: {hosts!r}")
+    if not isinstance(current_host, str) or not current_host:
+        raise ConfigurationError(f"{path}: 'current_host' must be this host's name, got {current_host!r}")
+    if current_host not in hosts:
+        raise ConfigurationError(f"{path}: current_host {current_host!r} is not one of the hosts {hosts!r}")
+    interface = config.get("network_interface_name", "eth0")
+    if not isinstance(interface, str) or not interface:
+        raise ConfigurationError(f"{path}: 'network_interface_name' must be a string, got {interface!r}")
+    # Sorted like the peer toolkit, so every host agrees on which one is first.
+    return tuple(sorted(hosts)), current_host, interface
+
+
+def _channels(path: str, paths: Paths, config: Mapping[str, Any]) -> Mapping[str, str]:
+    channels = {}
+    for name, settings in config.items():
+        if not _CHANNEL_NAME.match(name) or name in (".", ".."):
+            raise ConfigurationError(f"{path}: channel name {name!r} may only use letters, digits, '.', '-' and '_'")
+        if not isinstance(settings, dict):
+            raise ConfigurationError(f"{path}: channel {name!r} must map to a JSON object, got {settings!r}")
+        directory = os.path.join(paths.input_data_dir, name)
+        # Pipe mode delivers data through FIFOs named <channel>_<epoch>, not a directory.
+        if settings.get("TrainingInputMode", "File") != "Pipe" and not os.path.isdir(directory):
+            raise ConfigurationError(
+                f"channel {name!r} is listed in {path} but its data directory {directory} does not exist"
+            )
+        channels[name] = directory
+    return channels
+
+
+def read(paths: Paths) -> TrainingEnvironment:
+    """Reads and checks the three configuration files; raises ConfigurationError naming the problem."""
+    hyperparameters_path = paths.config_file("hyperparameters.json")
+    resource_path = paths.config_file("resourceconfig.json")
+    data_path = paths.config_file("inputdataconfig.json")
+
+    raw = _load_json_object(hyperparameters_path)
+    resource_config = _load_json_object(resource_path)
+    input_data_config = _load_json_object(data_path)
+
+    decoded = {key: decode_hyperparameter(value) for key, value in raw.items()}
+    framework = {key: value for key, value in decoded.items() if key.startswith("sagemaker_")}
+    user = {key: value for key, value in decoded.items() if not key.startswith("sagemaker_")}
+    ignored = tuple(sorted(key for key in framework if key not in _READ and key not in _ACCEPTED))
+
+    hosts, current_host, interface = _resources(resource_path, resource_config)
+
+    return TrainingEnvironment(
+        paths=paths,
+        hyperparameters=MappingProxyType(user),
+        framework_parameters=MappingProxyType(framework),
+        hosts=hosts,
+        current_host=current_host,
+        network_interface_name=interface,
+        channels=MappingProxyType(_channels(data_path, paths, input_data_config)),
+        input_data_config=MappingProxyType(input_data_config),
+        resource_config=MappingProxyType(resource_config),
+        program=_optional_string(framework, "sagemaker_program"),
+        submit_directory=_optional_string(framework, "sagemaker_submit_directory"),
+        region=_optional_string(framework, "sagemaker_region"),
+        job_name=_optional_string(framework, "sagemaker_job_name"),
+        log_level=parse_log_level(framework.get("sagemaker_container_log_level", logging.INFO)),
+        mode=_mode(framework),
+        kvstore=_optional_string(framework, "sagemaker_kvstore"),
+        stop_grace_seconds=_stop_grace(framework),
+        ignored_parameters=ignored,
+    )

@@ -1,0 +1,150 @@
+"""Legacy mode, run in the user's process: import the module, call its ``train()``, save the model.
+
+The supervisor starts this as ``python -m sagemaker_mxnet_container.legacy`` with the job's
+``SM_*`` environment, so MXNet is only ever imported here, next to the user's code. A failure
+is written as a JSON record (type, message, where, traceback) to the file named by
+``error_record.FILE_VARIABLE``, from which the supervisor writes the job's failure reason.
+"""
+
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+
+from sagemaker_mxnet_container import error_record
+
+LEGACY_ARGUMENTS = (
+    "hyperparameters",
+    "input_data_config",
+    "channel_input_dirs",
+    "output_data_dir",
+    "model_dir",
+    "num_gpus",
+    "num_cpus",
+    "hosts",
+    "current_host",
+    "context",
+    "kvstore",
+)
+
+logger = logging.getLogger("sagemaker_mxnet_container.legacy")
+
+
+class LegacyError(Exception):
+    """A problem with the user's module that is not an exception raised by it."""
+
+
+def parse_contexts(text):
+    """``cpu(0)`` or ``gpu(0),gpu(1)`` into MXNet contexts."""
+    import mxnet as mx
+
+    contexts = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(cpu|gpu)\((\d+)\)\s*", item)
+        if not match:
+            raise LegacyError(f"bad context {item!r}")
+        contexts.append(mx.gpu(int(match.group(2))) if match.group(1) == "gpu" else mx.cpu(int(match.group(2))))
+    return contexts
+
+
+def available_arguments(training):
+    return {
+        "hyperparameters": training["hyperparameters"],
+        "input_data_config": training["input_data_config"],
+        "channel_input_dirs": training["channel_input_dirs"],
+        "output_data_dir": training["output_data_dir"],
+        "model_dir": training["model_dir"],
+        "num_gpus": training["num_gpus"],
+        "num_cpus": training["num_cpus"],
+        "hosts": training["hosts"],
+        "current_host": training["current_host"],
+        "context": None,
+        "kvstore": training["kvstore"],
+    }
+
+
+def select_arguments(function, available):
+    """The keyword arguments ``function`` names (all of them if it takes ``**kwargs``)."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(available)
+    chosen = {}
+    missing = []
+    for parameter in parameters:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            if parameter.kind is inspect.Parameter.POSITIONAL_ONLY and parameter.default is parameter.empty:
+                missing.append(parameter.name)
+            continue
+        if parameter.name in available:
+            chosen[parameter.name] = available[parameter.name]
+        elif parameter.default is parameter.empty:
+            missing.append(parameter.name)
+    if missing:
+        raise LegacyError(
+            f"train() requires {', '.join(missing)}, which legacy mode does not pass; it passes "
+            f"{', '.join(LEGACY_ARGUMENTS)} by keyword. To run the file as a script instead, call "
+            "train() under if __name__ == '__main__': or set the hyperparameter sagemaker_mode to 'script'"
+        )
+    return chosen
+
+
+def import_user_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(training, program_path):
+    name = os.path.splitext(os.path.basename(program_path))[0]
+    where = f"importing {os.path.basename(program_path)}"
+    try:
+        module = import_user_module(program_path, name)
+        train = getattr(module, "train", None)
+        if not callable(train):
+            raise LegacyError(f"{os.path.basename(program_path)} has no train() function to call in legacy mode")
+        where = f"running train() in {os.path.basename(program_path)}"
+        arguments = select_arguments(train, available_arguments(training))
+        if "context" in arguments:
+            arguments["context"] = parse_contexts(training["context"])
+        logger.info("Calling train() with %s", ", ".join(sorted(arguments)) or "no arguments")
+        model = train(**arguments)
+        where = "saving the model"
+        _save(module, model, training)
+    except Exception as error:
+        error_record.write(error, where)
+        raise
+
+
+def _save(module, model, training):
+    from sagemaker_mxnet_container.training_utils import save, scheduler_host
+
+    if training["current_host"] != scheduler_host(training["hosts"]):
+        return
+    model_dir = training["model_dir"]
+    if model is None:
+        logger.warning("train() returned nothing, so no model was saved by the toolkit")
+        return
+    user_save = getattr(module, "save", None)
+    if callable(user_save):
+        user_save(model, model_dir)
+    else:
+        save(model_dir, model, training["current_host"], training["hosts"])
+    logger.info("Model saved in %s", model_dir)
+
+
+def main():
+    logging.basicConfig(
+        level=int(os.environ.get("SM_LOG_LEVEL", logging.INFO)),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    training = json.loads(os.environ["SM_TRAINING_ENV"])
+    run(training, sys.argv[1])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Downloads the code archive from S3, in a short-lived child process of its own.
+
+boto3 costs tens of megabytes and a few hundred milliseconds to import; keeping it in a child
+means the supervisor never holds it while the user's code runs. ``python -m
+sagemaker_mxnet_container.s3 URI DEST [REGION]`` exits 0 with the object at DEST, or non-zero
+with an error record naming the URI and the cause.
+"""
+
+import os
+import sys
+from typing import Optional, Tuple
+from urllib.parse import urlparse
+
+from sagemaker_mxnet_container import error_record
+from sagemaker_mxnet_container.errors import DownloadError
+
+TOTAL_RETRY_SECONDS_VARIABLE = "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS"
+DEFAULT_TOTAL_RETRY_SECONDS = 300.0
+# Per-request retries inside botocore; the outer loop retries whole downloads that broke off.
+_REQUEST_ATTEMPTS = 4
+_TRANSIENT_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "InternalError"}
+)
+
+
+def parse_uri(uri: str) -> Tuple[str, str]:
+    parsed = urlparse(uri)
+    key = parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not parsed.netloc or not key:
+        raise DownloadError(f"{uri!r} is not an S3 object URI of the form s3://bucket/key")
+    return parsed.netloc, key
+
+
+def is_transient(error: BaseException) -> bool:
+    """Throttling, server errors and broken connections are worth another try; 403/404 are not."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+    from s3transfer.exceptions import RetriesExceededError
+
+    if isinstance(error, ClientError):
+        response = error.response
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status == 429 or response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return isinstance(error, (ConnectionError, HTTPClientError, ReadTimeoutError, RetriesExceededError, OSError))
+
+
+def describe(uri: str, error: BaseException) -> str:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.response.get("Error", {}).get("Code", "")
+        if status == 404 or code in ("404", "NoSuchKey", "NoSuchBucket"):
+            what = "bucket" if code == "NoSuchBucket" else "object"
+            return f"cannot download code from {uri}: the {what} does not exist (404); check sagemaker_submit_directory"
+        if status == 403 or code in ("403", "AccessDenied"):
+            return (
+                f"cannot download code from {uri}: access denied (403); "
+                "check that the job's role may s3:GetObject on it"
+            )
+        return f"cannot download code from {uri}: {code or status} {error}"
+    if isinstance(error, NoCredentialsError):
+        return f"cannot download code from {uri}: no AWS credentials were found"
+    return f"cannot download code from {uri}: {type(error).__name__}: {error}"
+
+
+def download(uri: str, destination: str, region: Optional[str], total_retry_seconds: float) -> None:
+    import boto3
+    from botocore.config import Config
+    from retrying import retry
+
+    bucket, key = parse_uri(uri)
+    client = boto3.client(
+        "s3",
+        # S3 answers for every region at us-east-1, so a job without a region still downloads.
+        region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(
+            retries={"mode": "standard", "max_attempts": _REQUEST_ATTEMPTS}, connect_timeout=10, read_timeout=60
+        ),
+    )
+
+    @retry(
+        retry_on_exception=is_transient,
+        wait_exponential_multiplier=500,
+        wait_exponential_max=10_000,
+        stop_max_delay=total_retry_seconds * 1000,
+    )
+    def fetch():
+        client.download_file(bucket, key, destination)
+
+    try:
+        fetch()
+    except DownloadError:
+        raise
+    except Exception as error:
+        raise DownloadError(describe(uri, error)) from error
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    uri, destination = argv[0], argv[1]
+    region = argv[2] if len(argv) > 2 and argv[2] else None
+    total = float(os.environ.get(TOTAL_RETRY_SECONDS_VARIABLE) or DEFAULT_TOTAL_RETRY_SECONDS)
+    try:
+        download(uri, destination, region, total)
+    except Exception as error:
+        error_record.write(error, "downloading the code")
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

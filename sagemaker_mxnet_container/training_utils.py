@@ -1,0 +1,50 @@
+"""Helpers that user scripts import, as they do on the official SageMaker MXNet images.
+
+``save`` is also the legacy mode's default save, so a model saved either way has one format:
+``model-symbol.json``, ``model-0000.params`` and ``model-shapes.json`` (a list of
+``{"name": ..., "shape": [...]}``, the input shapes a server binds the module with).
+"""
+
+import json
+import os
+from typing import Optional, Sequence
+
+SYMBOL_FILE = "model-symbol.json"
+PARAMS_FILE = "model-0000.params"
+SHAPES_FILE = "model-shapes.json"
+
+
+def scheduler_host(hosts: Sequence[str]) -> str:
+    """The host that runs the parameter server's scheduler and saves the model: the first one."""
+    return hosts[0]
+
+
+def save(model_dir: str, model, current_host: Optional[str] = None, hosts: Optional[Sequence[str]] = None) -> None:
+    """Saves a Module (or an exportable Gluon HybridBlock) on the scheduler host only.
+
+    Without ``current_host`` and ``hosts`` the job's ``SM_CURRENT_HOST`` and ``SM_HOSTS`` decide.
+    """
+    if current_host is None:
+        current_host = os.environ.get("SM_CURRENT_HOST")
+    if hosts is None:
+        hosts = json.loads(os.environ.get("SM_HOSTS") or "[]")
+    if hosts and current_host is not None and current_host != scheduler_host(hosts):
+        return
+
+    import mxnet as mx
+
+    os.makedirs(model_dir, exist_ok=True)
+    prefix = os.path.join(model_dir, "model")
+    if isinstance(model, mx.mod.BaseModule):
+        model.save_checkpoint(prefix, 0)
+        shapes = [{"name": desc.name, "shape": list(desc.shape)} for desc in model.data_shapes]
+        with open(os.path.join(model_dir, SHAPES_FILE), "w") as stream:
+            json.dump(shapes, stream)
+    elif isinstance(model, mx.gluon.HybridBlock):
+        # Export needs the traced graph: hybridize() and one forward pass before returning the block.
+        model.export(prefix, epoch=0)
+    else:
+        raise TypeError(
+            f"cannot save a {type(model).__module__}.{type(model).__qualname__}: return an mx.mod.Module "
+            "or a hybridized gluon.HybridBlock from train(), or define save(model, model_dir) in your module"
+        )

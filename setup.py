@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="sagemaker-mxnet-container",
+    version="1.0.0",
+    description="Runtime for SageMaker MXNet training images: runs the /opt/ml training contract end to end.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["sagemaker_mxnet_container", "sagemaker_mxnet_container.*"]),
+    install_requires=[
+        "boto3>=1.28",
+        "numpy<1.24",
+        "psutil>=5.9",
+        "retrying>=1.3.4",
+    ],
+    extras_require={
+        "cpu": ["mxnet==1.9.1"],
+        "gpu": ["mxnet-cu117==1.9.1"],
+        "test": [
+            "pytest>=7.4",
+            "moto[server]>=5.0",
+            "ruff>=0.5",
+        ],
+    },
+    entry_points={"console_scripts": ["train=sagemaker_mxnet_container.entrypoint:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Operating System :: POSIX :: Linux",
+    ],
+)
