@@ -6,15 +6,19 @@ an error naming it. The peer toolkit renames such members and runs the job; a co
 that tries this is either broken or hostile, and either way the job must not run it.
 """
 
+import lzma
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, Iterable, List, Set
 
 from sagemaker_mxnet_container.errors import ArchiveError
 
 # Python 3.11.4+ (and distributions that backported PEP 706) raise these from the data filter.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
+# Corrupt compressed data surfaces from the decompressor itself, not as a TarError.
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -32,15 +36,23 @@ class _Namespace:
     ``b -> a/..`` is seen to point outside even though each link looks harmless alone.
     """
 
-    _MAX_LINK_DEPTH = 40
+    # Linux gives up (ELOOP) after this many links in one lookup; counting every link followed,
+    # not the nesting depth, also keeps chains like a -> b/b, b -> c/c from taking exponential time.
+    _MAX_LINKS_FOLLOWED = 40
 
     def __init__(self):
         self.symlinks: Dict[str, str] = {}
+        self.directories: Set[str] = set()
 
-    def resolve(self, parts: List[str], depth: int = 0) -> List[str]:
-        """Resolves path components relative to the root; raises ValueError if they climb out."""
-        if depth > self._MAX_LINK_DEPTH:
-            raise ValueError("too many levels of symbolic links")
+    def resolve(self, parts: List[str], follow_last: bool) -> List[str]:
+        """Resolves path components relative to the root; raises ValueError if they climb out.
+
+        ``follow_last`` is False only where the filesystem replaces a final symlink instead of
+        going through it (tarfile unlinks an existing path before creating a symlink there).
+        """
+        return self._resolve(parts, follow_last, [self._MAX_LINKS_FOLLOWED])
+
+    def _resolve(self, parts: List[str], follow_last: bool, budget: List[int]) -> List[str]:
         resolved: List[str] = []
         for index, part in enumerate(parts):
             if part in ("", "."):
@@ -52,13 +64,20 @@ class _Namespace:
                 continue
             resolved.append(part)
             target = self.symlinks.get("/".join(resolved))
-            if target is not None and index < len(parts) - 1:
-                resolved = self.resolve(resolved[:-1] + target.split("/"), depth + 1)
+            if target is None or (index == len(parts) - 1 and not follow_last):
+                continue
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise ValueError("goes through too many levels of symbolic links")
+            # Every link target was checked to be relative when the link was added.
+            resolved = self._resolve(resolved[:-1] + target.split("/"), True, budget)
         return resolved
 
-    def resolve_target(self, link_parts: List[str], target: str) -> List[str]:
-        parent = self.resolve(link_parts[:-1])
-        return self.resolve(parent + target.split("/"))
+    def check_link(self, link: List[str], target: str) -> None:
+        """Raises ValueError if the symlink at the resolved path ``link`` points outside."""
+        # A loop is refused too: it is broken, and proving where a long chain ends is no cheaper
+        # than following it.
+        self.resolve(link[:-1] + target.split("/"), follow_last=True)
 
 
 def _describe(member: tarfile.TarInfo) -> str:
@@ -66,54 +85,124 @@ def _describe(member: tarfile.TarInfo) -> str:
     return f"archive member {member.name!r}"
 
 
-def check_members(members: List[tarfile.TarInfo], limits: Limits = Limits()) -> None:
-    """Raises ArchiveError for the first member that is unsafe to extract."""
-    if len(members) > limits.max_members:
-        raise ArchiveError(
-            f"the code archive has {len(members)} members, more than the limit of {limits.max_members}"
-        )
-    namespace = _Namespace()
-    total = 0
-    for member in members:
+def _has_control_character(text: str) -> bool:
+    return any(ord(character) < 0x20 or ord(character) == 0x7F for character in text)
+
+
+class _Checker:
+    """Checks members as the archive is read, so a limit fails before the rest is decompressed."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.namespace = _Namespace()
+        self.links: Dict[str, tarfile.TarInfo] = {}
+        self.count = 0
+        self.total = 0
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        self.count += 1
+        if self.count > self.limits.max_members:
+            raise ArchiveError(
+                f"the code archive has more than {self.limits.max_members} members, the limit; nothing was extracted"
+            )
         name = member.name
         if name.startswith("/") or os.path.isabs(name):
-            raise ArchiveError(f"unsafe {_describe(member)}: absolute paths are not allowed")
+            raise ArchiveError(f"unsafe {_describe(member)}: absolute paths are not allowed; nothing was extracted")
         if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-            raise ArchiveError(f"unsafe {_describe(member)}: device files and FIFOs are not allowed")
-        parts = name.split("/")
-        try:
-            resolved = namespace.resolve(parts)
-            if not resolved:
-                if member.isdir():
-                    continue
-                raise ValueError("names the code directory itself")
-            if member.issym():
-                if member.linkname.startswith("/"):
-                    raise ValueError(f"is a symbolic link to the absolute path {member.linkname!r}")
-                namespace.resolve_target(parts, member.linkname)
-                namespace.symlinks["/".join(resolved)] = member.linkname
-            elif member.islnk():
-                # Hard link targets are archive paths, relative to the extraction root.
-                if member.linkname.startswith("/"):
-                    raise ValueError(f"is a hard link to the absolute path {member.linkname!r}")
-                namespace.resolve(member.linkname.split("/"))
-        except ValueError as problem:
-            target = f" (link target {member.linkname!r})" if member.issym() or member.islnk() else ""
-            raise ArchiveError(f"unsafe {_describe(member)}{target}: it {problem}; nothing was extracted") from None
-        total += max(member.size, 0)
-        if total > limits.max_total_bytes:
             raise ArchiveError(
-                f"the code archive expands to more than {limits.max_total_bytes} bytes "
-                f"(reached at {_describe(member)})"
+                f"unsafe {_describe(member)}: device files and FIFOs are not allowed; nothing was extracted"
             )
+        is_link = member.issym() or member.islnk()
+        if _has_control_character(name) or (is_link and _has_control_character(member.linkname)):
+            raise ArchiveError(
+                f"unsafe {_describe(member)}: names with control characters such as newlines are not allowed; "
+                "nothing was extracted"
+            )
+        try:
+            self._place(member)
+        except ValueError as problem:
+            target = f" (link target {member.linkname!r})" if is_link else ""
+            raise ArchiveError(f"unsafe {_describe(member)}{target}: it {problem}; nothing was extracted") from None
+        self.total += max(member.size, 0)
+        if self.total > self.limits.max_total_bytes:
+            raise ArchiveError(
+                f"the code archive expands to more than {self.limits.max_total_bytes} bytes, the limit "
+                f"(reached at {_describe(member)}); nothing was extracted"
+            )
+
+    def _place(self, member: tarfile.TarInfo) -> None:
+        parts = member.name.split("/")
+        # Writing a file or directory over an existing symlink goes through it (open, chmod and
+        # utime all follow links); only a new symlink replaces the old one.
+        resolved = self.namespace.resolve(parts, follow_last=not member.issym())
+        if not resolved:
+            if member.isdir():
+                return
+            raise ValueError("names the code directory itself")
+        # tarfile creates missing parent directories on the way.
+        self.namespace.directories.update("/".join(resolved[:end]) for end in range(1, len(resolved)))
+        key = "/".join(resolved)
+        if member.isdir():
+            self.namespace.directories.add(key)
+        if member.issym():
+            if member.linkname.startswith("/"):
+                raise ValueError(f"is a symbolic link to the absolute path {member.linkname!r}")
+            if key in self.namespace.directories:
+                # tarfile cannot unlink the directory, leaves it in place and carries on, so
+                # paths through it would no longer go where the link says.
+                raise ValueError("would replace a directory that earlier members created")
+            self.namespace.check_link(resolved, member.linkname)
+            self.namespace.symlinks[key] = member.linkname
+            self.links[key] = member
+        elif member.islnk():
+            # Hard link targets are archive paths, relative to the extraction root; os.link
+            # follows a symlink it is given.
+            if member.linkname.startswith("/"):
+                raise ValueError(f"is a hard link to the absolute path {member.linkname!r}")
+            self.namespace.resolve(member.linkname.split("/"), follow_last=True)
+
+    def finish(self) -> None:
+        """Rechecks every symlink against the final tree.
+
+        A link added later can change where an earlier one points (``a -> d/..`` is harmless
+        until ``d -> .`` arrives), and the earlier link stays in the code directory.
+        """
+        for key, target in self.namespace.symlinks.items():
+            try:
+                self.namespace.check_link(key.split("/"), target)
+            except ValueError as problem:
+                member = self.links[key]
+                raise ArchiveError(
+                    f"unsafe {_describe(member)} (link target {target!r}): it {problem} "
+                    "through links that come later in the archive; nothing was extracted"
+                ) from None
+
+
+def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits()) -> None:
+    """Raises ArchiveError for the first member that is unsafe to extract."""
+    checker = _Checker(limits)
+    for member in members:
+        checker.add(member)
+    checker.finish()
+
+
+def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarInfo]:
+    checker = _Checker(limits)
+    members = []
+    # Iterating reads one header at a time: a member over a limit fails before its data (or
+    # the next million headers) is decompressed.
+    for member in archive:
+        checker.add(member)
+        members.append(member)
+    checker.finish()
+    return members
 
 
 def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> None:
     """Checks every member of a tar archive (any compression), then extracts it."""
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = archive.getmembers()
-            check_members(members, limits)
+            members = _read_members(archive, limits)
             os.makedirs(destination, exist_ok=True)
             # Python's own "data" filter, where this Python has it, is a second line of defence
             # and also clears setuid bits and group/other write permission.
@@ -125,7 +214,7 @@ def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> N
         raise
     except _FILTER_ERRORS as error:
         raise ArchiveError(f"unsafe archive member refused while extracting: {error}") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+    except _READ_ERRORS as error:
         raise ArchiveError(
             f"the code archive {os.path.basename(archive_path)} cannot be extracted "
             f"(is it a complete .tar.gz?): {error}"

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 def _local_path(source: str) -> str:
     if source.startswith("file://"):
         parsed = urlparse(source)
-        return unquote(parsed.netloc + parsed.path)
+        # file://localhost/x is file:///x (RFC 8089); file://dir/x is read as the relative dir/x.
+        host = "" if parsed.netloc == "localhost" else parsed.netloc
+        return unquote(host + parsed.path)
     return source
 
 
@@ -41,7 +43,7 @@ def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
     if source.startswith("s3://"):
         _download_and_extract(env, source, supervisor)
         return code_dir
-    if "://" in source:
+    if "://" in source and not source.startswith("file://"):
         raise CodeError(
             f"sagemaker_submit_directory {source!r} is not supported: use s3://, file:// or a local path"
         )

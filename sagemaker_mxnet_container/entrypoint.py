@@ -104,27 +104,38 @@ def main(argv=None) -> int:
     parser.parse_args(argv)
 
     logs.configure()
-    supervisor = Supervisor()
-    supervisor.install()
     paths = environment.Paths.from_environ()
+    supervisor = Supervisor()
     try:
+        supervisor.install()
         outcome.clear(paths)
         try:
             run_job(paths, supervisor)
         finally:
             # From here a stop signal can no longer interrupt anything; recording must finish.
             supervisor.close()
-    except ToolkitError as error:
-        logger.error("Training failed: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
-        _record_failure(paths, str(error))
-        return error.exit_code
     except Exception as error:
-        logger.exception("Internal error")
-        _record_failure(paths, f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}")
-        return 1
+        error = _as_stop(error, supervisor)
+        if isinstance(error, ToolkitError):
+            logger.error("Training failed: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
+            reason = str(error)
+        else:
+            logger.exception("Internal error")
+            reason = f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}"
+        _record_failure(paths, reason)
+        return error.exit_code if isinstance(error, ToolkitError) else 1
     outcome.record_success(paths)
     logger.info("Training succeeded")
     return 0
+
+
+def _as_stop(error: Exception, supervisor: Supervisor) -> Exception:
+    """A step that failed because a stop signal ended it (pip, the download) was stopped, not broken."""
+    if supervisor.stop_signal is None or isinstance(error, Stopped):
+        return error
+    signal_name = signal.Signals(supervisor.stop_signal).name
+    message = f"Training job stopped: {signal_name} received. The step it ended reported: {error}"
+    return Stopped(message, supervisor.stop_signal)
 
 
 def _record_failure(paths: environment.Paths, reason: str) -> None:

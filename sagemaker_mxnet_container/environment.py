@@ -6,6 +6,7 @@ reads this module's ``TrainingEnvironment`` and never the files themselves.
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ _ACCEPTED = frozenset(
 
 MODES = ("legacy", "script")
 DEFAULT_STOP_GRACE_SECONDS = 100.0
+# The grace period arms an interval timer, which overflows near 1e10 s inside the signal handler;
+# the platform kills a stopped job after about two minutes anyway.
+MAX_STOP_GRACE_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -184,9 +188,10 @@ def _stop_grace(framework: Mapping[str, Any]) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    if isinstance(value, bool) or not seconds >= 0:
+    if isinstance(value, bool) or not (math.isfinite(seconds) and 0 <= seconds <= MAX_STOP_GRACE_SECONDS):
         raise ConfigurationError(
-            f"hyperparameter sagemaker_stop_grace_seconds must be a number of seconds >= 0, got {value!r}"
+            "hyperparameter sagemaker_stop_grace_seconds must be a number of seconds from 0 to "
+            f"{MAX_STOP_GRACE_SECONDS:.0f}, got {value!r}"
         )
     return seconds
 

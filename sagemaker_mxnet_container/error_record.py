@@ -12,25 +12,45 @@ from typing import Optional
 FILE_VARIABLE = "SAGEMAKER_MXNET_ERROR_FILE"
 
 
+_KEYS = ("type", "message", "where", "traceback")
+# The failure file holds 64 KiB; a message larger than that is never shown whole anyway.
+_MAX_FIELD = 32 * 1024
+
+
+def _text(function, error: BaseException) -> str:
+    # The user's exception may define a __str__ that raises: the record must still be written,
+    # and the exception that is being reported must not be replaced by a new one.
+    try:
+        return function(error)
+    except Exception:
+        return f"<{type(error).__name__} whose message could not be rendered>"
+
+
 def write(error: BaseException, where: str) -> None:
-    """Records ``error`` where the supervisor asked; call it from an ``except`` block."""
+    """Records ``error`` where the supervisor asked."""
     path = os.environ.get(FILE_VARIABLE)
     if not path:
         return
     record = {
         "type": type(error).__name__,
-        "message": str(error),
+        "message": _text(str, error)[:_MAX_FIELD],
         "where": where,
-        "traceback": traceback.format_exc(),
+        "traceback": _text(lambda e: "".join(traceback.format_exception(e)), error)[-_MAX_FIELD:],
     }
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(record, stream)
+    try:
+        with open(path, "w", encoding="utf-8") as stream:
+            json.dump(record, stream)
+    except OSError:
+        pass
 
 
 def read(path: str) -> Optional[dict]:
+    """The record, or None where there is none or it is not one (the supervisor then falls back to stderr)."""
     try:
         with open(path, encoding="utf-8") as stream:
             record = json.load(stream)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in _KEYS):
+        return None
+    return record

@@ -9,7 +9,9 @@ from typing import Iterable, Mapping
 LOGGER_NAME = "sagemaker_mxnet_container"
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
-_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY", re.IGNORECASE)
+# TOKEN must end a word: "tokenizer" and "max_tokens" are ordinary hyperparameters whose values
+# (model names, counts) would otherwise vanish from every log line and failure reason.
+_SECRET_NAME = re.compile(r"SECRET|TOKEN(?![A-Z])|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY", re.IGNORECASE)
 # AWS access key ids are not secret alone, but name the account; mask them with their secret.
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{16}\b")
 _MASK = "****"

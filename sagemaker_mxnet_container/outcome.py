@@ -6,6 +6,7 @@ member), then the context. Every reason passes through the log redaction first.
 """
 
 import os
+import re
 import signal
 from typing import List, Optional
 
@@ -16,6 +17,7 @@ from sagemaker_mxnet_container.runner import ProcessResult
 REASON_SHOWN = 1024
 _MAX_FAILURE_BYTES = 64 * 1024
 _TAIL_IN_REASON = 20
+_SYNTAX_ERROR = re.compile(r"(SyntaxError|IndentationError|TabError): ")
 
 
 def clear(paths: Paths) -> None:
@@ -44,20 +46,31 @@ def record_success(paths: Paths) -> None:
 
 
 def record_failure(paths: Paths, reason: str) -> None:
-    text = logs.redact(reason).strip() + "\n"
+    text = logs.redact(reason).strip()[: _MAX_FAILURE_BYTES // 2] + "\n"
     existing = user_failure(paths)
     if existing is not None:
-        text = logs.redact(existing).rstrip("\n") + "\n\n" + text
+        # The user's text comes first but is cut so that ours still fits in the file.
+        room = _MAX_FAILURE_BYTES - len(text) - 2
+        text = logs.redact(existing).rstrip("\n")[:room] + "\n\n" + text
     os.makedirs(paths.output_dir, exist_ok=True)
     with open(os.path.join(paths.output_dir, "failure"), "w", encoding="utf-8") as stream:
-        stream.write(text[:_MAX_FAILURE_BYTES])
+        stream.write(text)
 
 
 def exception_lines(stderr_tail: List[str]) -> List[str]:
     """The exception a Python traceback ends with (type, message and any further message lines)."""
     starts = [i for i, line in enumerate(stderr_tail) if line.startswith("Traceback (most recent call last):")]
     if not starts:
-        return []
+        # A syntax error in the program itself is reported without a "Traceback" header: only
+        # the File line, the source, the caret and the error.
+        starts = [
+            i
+            for i, line in enumerate(stderr_tail)
+            if line.startswith('  File "') and any(_SYNTAX_ERROR.match(later) for later in stderr_tail[i + 1 : i + 6])
+        ]
+        if not starts:
+            return []
+        starts[-1] -= 1
     lines = stderr_tail[starts[-1] + 1 :]
     for index, line in enumerate(lines):
         if line and not line[0].isspace():
@@ -67,10 +80,16 @@ def exception_lines(stderr_tail: List[str]) -> List[str]:
 
 def exit_description(name: str, result: ProcessResult) -> str:
     if result.signal is None:
-        return f"{name} exited with code {result.exit_code}"
+        text = f"{name} exited with code {result.exit_code}"
+        if result.exit_code == 128 + signal.SIGKILL:
+            # A shell or launcher reports a child that SIGKILL ended as 137.
+            text += " (a process it ran was killed by SIGKILL; it may have run out of memory)"
+        return text
     signal_name = signal.Signals(result.signal).name
     text = f"{name} was killed by {signal_name} (exit code {result.exit_code})"
-    if result.signal == signal.SIGKILL:
+    if result.stopped_by_kill:
+        text += " after it outlived the stop grace period (sagemaker_stop_grace_seconds)"
+    elif result.signal == signal.SIGKILL:
         text += "; it may have run out of memory"
     return text
 

@@ -39,9 +39,14 @@ def locate(code_dir: str, name: Optional[str]) -> str:
             "hyperparameter sagemaker_program is not set: set it to the entry point's file name "
             "(the SDK's entry_point), for example mnist.py"
         )
+    if os.path.isabs(name):
+        raise CodeError(
+            f"sagemaker_program {name!r} is an absolute path: name the entry point relative to the "
+            f"code directory {code_dir}"
+        )
     root = os.path.realpath(code_dir)
     path = os.path.realpath(os.path.join(root, name))
-    if os.path.isabs(name) or os.path.commonpath([root, path]) != root:
+    if os.path.commonpath([root, path]) != root:
         raise CodeError(f"sagemaker_program {name!r} points outside the code directory {code_dir}")
     if os.path.isdir(path):
         raise CodeError(f"sagemaker_program {name!r} is a directory in {code_dir}, not a file to run")
@@ -55,16 +60,28 @@ def locate(code_dir: str, name: Optional[str]) -> str:
             f"entry point {name!r} not found in the code directory {code_dir} (it holds: {shown or 'nothing'}); "
             "check sagemaker_program and sagemaker_submit_directory"
         )
-    return path
+    # Not the resolved path: a symlinked entry point keeps its own name, which is its module name.
+    return os.path.abspath(os.path.join(code_dir, name))
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
     if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
         return False
+    # "if __name__ != '__main__':" guards against being run, the opposite of a main block.
+    if not all(isinstance(op, ast.Eq) for op in node.test.ops):
+        return False
     names = [node.test.left, *node.test.comparators]
     return any(isinstance(n, ast.Name) and n.id == "__name__" for n in names) and any(
         isinstance(n, ast.Constant) and n.value == "__main__" for n in names
     )
+
+
+def _calls_train(node: ast.stmt) -> bool:
+    """A top-level statement such as ``train(args)`` or ``model = train(...)``."""
+    if not isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign)) or node.value is None:
+        return False
+    call = node.value
+    return isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "train"
 
 
 def detect_mode(path: str) -> Tuple[str, str]:
@@ -80,6 +97,9 @@ def detect_mode(path: str) -> Tuple[str, str]:
     body = tree.body
     if any(_is_main_guard(node) for node in body):
         return SCRIPT, "it has an if __name__ == '__main__' block"
+    if any(_calls_train(node) for node in body):
+        # Importing it would already train, with arguments of its own choosing.
+        return SCRIPT, "it calls train() itself at the top level"
     if any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "train" for node in body):
         return LEGACY, "it defines train() and has no if __name__ == '__main__' block"
     return SCRIPT, "it defines no train() function"

@@ -38,9 +38,7 @@ def _nvidia_smi_gpus() -> int:
     if executable is None:
         return 0
     try:
-        listing = subprocess.run(
-            [executable, "--list-gpus"], capture_output=True, text=True, timeout=30, check=False
-        )
+        listing = subprocess.run([executable, "--list-gpus"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError) as error:
         logger.warning("nvidia-smi could not run (%s); training on CPU", error)
         return 0
@@ -55,11 +53,14 @@ def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> Optional[float]:
     try:
         with open(os.path.join(root, "cpu.max")) as stream:
             quota, period = stream.read().split()[:2]
-        if quota != "max":
-            return int(quota) / int(period)
-        return None
+        if quota == "max":
+            return None
+        quota_us, period_us = int(quota), int(period)
     except (OSError, ValueError):
         pass
+    else:
+        # The kernel never writes a zero period, but a division by it must not fail the job.
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
     try:
         with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as stream:
             quota_us = int(stream.read())

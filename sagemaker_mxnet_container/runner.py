@@ -34,6 +34,8 @@ class ProcessResult:
     """The child's exit status, or 128 + N where signal N killed it."""
     signal: Optional[int]
     stderr_tail: List[str]
+    stopped_by_kill: bool = False
+    """The supervisor sent SIGKILL because the child outlived the stop grace period."""
 
 
 def exit_code_of(status: int) -> int:
@@ -63,10 +65,7 @@ class _StderrTee:
                 break
             if not chunk:
                 break
-            try:
-                os.write(2, chunk)
-            except OSError:
-                pass
+            _write_all(2, chunk)
             self._keep(chunk)
         os.close(self._fd)
 
@@ -88,9 +87,10 @@ class Supervisor:
         self.stop_grace_seconds = stop_grace_seconds
         self.stop_signal: Optional[int] = None
         self._child: Optional[subprocess.Popen] = None
-        self._starting = False
+        self._in_run = False
         self._pending: List[int] = []
         self._kill_armed = False
+        self._killed = False
         self._closed = False
 
     def install(self) -> None:
@@ -103,13 +103,15 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame) -> None:
         if signum in STOP_SIGNALS and self.stop_signal is None:
             self.stop_signal = signum
-        if self._child is None:
-            if self._starting:
-                self._pending.append(signum)
-            elif signum in STOP_SIGNALS and not self._closed:
-                raise Stopped(_stopped_message(signum, "before the user's code started"), signum)
-            return
-        self._forward(signum)
+        if self._child is not None:
+            self._forward(signum)
+        elif self._in_run:
+            # Inside run() but with no child to forward to: it is starting, or it has ended and its
+            # leftovers are being ended. Raising here would orphan the one or abandon the other;
+            # the stop is noted, and the caller (or the next run()) acts on it.
+            self._pending.append(signum)
+        elif signum in STOP_SIGNALS and not self._closed:
+            raise Stopped(_stopped_message(signum, "before the user's code started"), signum)
 
     def close(self) -> None:
         """After the last stage: stop signals are only noted, never raised."""
@@ -120,9 +122,14 @@ class Supervisor:
             os.killpg(self._child.pid, signum)
         except (ProcessLookupError, PermissionError):
             return
-        if signum in STOP_SIGNALS and not self._kill_armed and self.stop_grace_seconds > 0:
+        if signum in STOP_SIGNALS and not self._kill_armed:
             self._kill_armed = True
-            signal.setitimer(signal.ITIMER_REAL, self.stop_grace_seconds)
+            if self.stop_grace_seconds > 0:
+                signal.setitimer(signal.ITIMER_REAL, self.stop_grace_seconds)
+            else:
+                # No grace: setitimer(0) would disarm the timer and never kill a child that
+                # ignores the signal.
+                self._kill_group()
 
     def _on_alarm(self, _signum: int, _frame) -> None:
         if self._child is not None:
@@ -131,16 +138,22 @@ class Supervisor:
                 self.stop_grace_seconds,
                 signal.Signals(self.stop_signal or signal.SIGTERM).name,
             )
-            try:
-                os.killpg(self._child.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self._kill_group()
+
+    def _kill_group(self) -> None:
+        self._killed = True
+        try:
+            os.killpg(self._child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Optional[str] = None) -> ProcessResult:
         """Runs one child to completion, then ends anything it left behind."""
         if self.stop_signal is not None:
             raise Stopped(_stopped_message(self.stop_signal, "before the next step started"), self.stop_signal)
-        self._starting = True
+        self._in_run = True
+        self._killed = False
+        self._pending.clear()
         try:
             child = subprocess.Popen(
                 list(argv),
@@ -150,26 +163,29 @@ class Supervisor:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
+            # The pipe's reader is ours from here on; Popen must not close it.
+            tee = _StderrTee(os.dup(child.stderr.fileno()))
+            child.stderr.close()
+            child.stderr = None
+            self._child = child
+            for signum in self._pending:
+                self._forward(signum)
+            self._pending.clear()
+            try:
+                status = self._wait_for(child.pid)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self._kill_armed = False
+                self._child = None
+            child.returncode = os.waitstatus_to_exitcode(status)
+            _end_leftovers(child.pid)
         finally:
-            self._starting = False
-        # The pipe's reader is ours from here on; Popen must not close it.
-        tee = _StderrTee(os.dup(child.stderr.fileno()))
-        child.stderr.close()
-        child.stderr = None
-        self._child = child
-        for signum in self._pending:
-            self._forward(signum)
-        self._pending.clear()
-        try:
-            status = self._wait_for(child.pid)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            self._kill_armed = False
-            self._child = None
-        child.returncode = os.waitstatus_to_exitcode(status)
-        _end_leftovers(child.pid)
+            self._in_run = False
+            self._pending.clear()
         killed_by = -child.returncode if child.returncode < 0 else None
-        return ProcessResult(exit_code_of(status), killed_by, tee.tail(timeout=5.0))
+        return ProcessResult(
+            exit_code_of(status), killed_by, tee.tail(timeout=5.0), self._killed and killed_by == signal.SIGKILL
+        )
 
     @staticmethod
     def _wait_for(pid: int) -> int:
@@ -178,6 +194,17 @@ class Supervisor:
             reaped, status = os.waitpid(-1, 0)
             if reaped == pid:
                 return status
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """A write to a pipe that a signal interrupts returns early; the rest must not be lost."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except OSError:
+            return
+        view = view[written:]
 
 
 def _stopped_message(signum: int, when: str) -> str:

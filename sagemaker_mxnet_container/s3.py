@@ -33,14 +33,21 @@ def parse_uri(uri: str) -> Tuple[str, str]:
 
 def is_transient(error: BaseException) -> bool:
     """Throttling, server errors and broken connections are worth another try; 403/404 are not."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+    import builtins
+
+    from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotocoreConnectionError
     from s3transfer.exceptions import RetriesExceededError
 
     if isinstance(error, ClientError):
         response = error.response
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return status >= 500 or status == 429 or response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return isinstance(error, (ConnectionError, HTTPClientError, ReadTimeoutError, RetriesExceededError, OSError))
+    # Only the network's OSErrors: a full disk or a read-only destination will not heal by waiting.
+    network = (builtins.ConnectionError, TimeoutError)
+    return isinstance(
+        error, (BotocoreConnectionError, HTTPClientError, ReadTimeoutError, RetriesExceededError, *network)
+    )
 
 
 def describe(uri: str, error: BaseException) -> str:
@@ -50,8 +57,7 @@ def describe(uri: str, error: BaseException) -> str:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         code = error.response.get("Error", {}).get("Code", "")
         if status == 404 or code in ("404", "NoSuchKey", "NoSuchBucket"):
-            what = "bucket" if code == "NoSuchBucket" else "object"
-            return f"cannot download code from {uri}: the {what} does not exist (404); check sagemaker_submit_directory"
+            return _not_found(uri, "bucket" if code == "NoSuchBucket" else "object")
         if status == 403 or code in ("403", "AccessDenied"):
             return (
                 f"cannot download code from {uri}: access denied (403); "
@@ -61,6 +67,10 @@ def describe(uri: str, error: BaseException) -> str:
     if isinstance(error, NoCredentialsError):
         return f"cannot download code from {uri}: no AWS credentials were found"
     return f"cannot download code from {uri}: {type(error).__name__}: {error}"
+
+
+def _not_found(uri: str, what: str) -> str:
+    return f"cannot download code from {uri}: the {what} does not exist (404); check sagemaker_submit_directory"
 
 
 def download(uri: str, destination: str, region: Optional[str], total_retry_seconds: float) -> None:
@@ -92,7 +102,29 @@ def download(uri: str, destination: str, region: Optional[str], total_retry_seco
     except DownloadError:
         raise
     except Exception as error:
+        if _is_not_found(error) and not _bucket_exists(client, bucket):
+            raise DownloadError(_not_found(uri, "bucket")) from error
         raise DownloadError(describe(uri, error)) from error
+
+
+def _is_not_found(error: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(error, ClientError) and error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+
+
+def _bucket_exists(client, bucket: str) -> bool:
+    """download_file starts with HeadObject, whose 404 has no body to tell a missing key from a
+    missing bucket; HeadBucket tells them apart. Anything but a 404 leaves the object to blame."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        return not _is_not_found(error)
+    except BotoCoreError:
+        return True
+    return True
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MNIST_SUBSET = REPO / "examples" / "mnist" / "data"
 EXAMPLES = REPO / "examples" / "mnist"
+# The full set, where the workplace provides it (CI does; a fresh clone does not).
+MNIST_FULL = REPO.parent / "shared" / "data" / "mnist"
 
 # Credentials for the local S3 only; tests check that they never reach a log or failure file.
 FAKE_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -80,8 +82,9 @@ def make_job(tmp_path):
         hosts=("algo-1",),
         current_host: str = "algo-1",
         raw: bool = False,
+        name: str = "job",
     ) -> Job:
-        job = Job(tmp_path / "opt" / "ml")
+        job = Job(tmp_path / name / "opt" / "ml")
         job.config_dir.mkdir(parents=True)
         (job.base / "input" / "data").mkdir()
         values = hyperparameters or {}

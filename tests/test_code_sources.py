@@ -1,0 +1,308 @@
+"""Where the user's code comes from, through the real ``train`` run as a subprocess.
+
+sagemaker_submit_directory may be an S3 .tar.gz (served here by moto over HTTP), a local
+directory or .tar.gz, a file:// URI to either, or absent when the code is already in code/.
+Failures must be recorded in output/failure with the cause first and no credential in sight.
+"""
+
+import io
+import json
+import shutil
+import socket
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    FAKE_ACCESS_KEY_ID,
+    FAKE_SECRET_ACCESS_KEY,
+    FAKE_SESSION_TOKEN,
+    encode_hyperparameters,
+    make_tarball,
+    tarball_of_directory,
+)
+
+from sagemaker_mxnet_container.errors import DownloadError
+from sagemaker_mxnet_container.outcome import REASON_SHOWN
+from sagemaker_mxnet_container.s3 import describe, is_transient, parse_uri
+
+PROGRAM = "train_script.py"
+USER_PROGRAM = """\
+import json
+import os
+import sys
+
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "marker.json"), "w") as stream:
+    json.dump(sys.argv[1:], stream)
+print("argv:", sys.argv[1:])
+"""
+HYPERPARAMETERS = {"sagemaker_program": PROGRAM, "epochs": 2}
+EXPECTED_ARGV = ["--epochs", "2"]
+
+
+@pytest.fixture
+def source_dir(tmp_path) -> Path:
+    directory = tmp_path / "source"
+    (directory / "helpers").mkdir(parents=True)
+    (directory / PROGRAM).write_text(USER_PROGRAM)
+    (directory / "helpers" / "__init__.py").write_text("")
+    return directory
+
+
+@pytest.fixture
+def source_tarball(tmp_path, source_dir) -> Path:
+    path = tmp_path / "sourcedir.tar.gz"
+    path.write_bytes(tarball_of_directory(source_dir))
+    return path
+
+
+def assert_ran_the_user_program(job, result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job.succeeded
+    assert job.failure is None
+    assert json.loads((job.model_dir / "marker.json").read_text()) == EXPECTED_ARGV
+    assert f"argv: {EXPECTED_ARGV}" in result.stdout
+
+
+def assert_failed_with(job, result, cause: str) -> str:
+    """The job failed, said why within what the platform shows, and leaked no credential."""
+    assert result.returncode != 0
+    assert not job.succeeded
+    failure = job.failure
+    assert failure is not None, result.stderr[-3000:]
+    assert cause in failure[:REASON_SHOWN], failure
+    for secret in (FAKE_SECRET_ACCESS_KEY, FAKE_SESSION_TOKEN, FAKE_ACCESS_KEY_ID):
+        for text in (result.stdout, result.stderr, failure):
+            assert secret not in text
+    assert not (job.model_dir / "marker.json").exists()
+    return failure
+
+
+def test_code_from_s3(make_job, run_train, s3, source_dir):
+    uri = s3.put("code-bucket", "job-1/source/sourcedir.tar.gz", tarball_of_directory(source_dir))
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    result = run_train(job)
+
+    assert_ran_the_user_program(job, result)
+    assert (job.code_dir / "helpers" / "__init__.py").is_file()
+    # The downloaded archive and the download's error record are temporary files.
+    leftovers = [path.name for path in job.base.iterdir() if path.name.startswith(".")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "submit_directory",
+    [
+        pytest.param(lambda source_dir, tarball: str(source_dir), id="local directory"),
+        pytest.param(lambda source_dir, tarball: str(tarball), id="local tar.gz"),
+        pytest.param(lambda source_dir, tarball: source_dir.as_uri(), id="file URI to a directory"),
+        pytest.param(lambda source_dir, tarball: tarball.as_uri(), id="file URI to a tar.gz"),
+        pytest.param(lambda source_dir, tarball: f"file://localhost{tarball}", id="file URI naming localhost"),
+    ],
+)
+def test_code_from_a_local_source(make_job, run_train, source_dir, source_tarball, submit_directory):
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": submit_directory(source_dir, source_tarball)})
+
+    result = run_train(job)
+
+    assert_ran_the_user_program(job, result)
+    assert (job.code_dir / PROGRAM).read_text() == USER_PROGRAM
+
+
+@pytest.mark.parametrize(
+    "submit_directory",
+    [
+        pytest.param(lambda job: None, id="sagemaker_submit_directory absent"),
+        pytest.param(lambda job: str(job.code_dir), id="sagemaker_submit_directory is the code directory"),
+        pytest.param(lambda job: job.code_dir.as_uri(), id="file URI to the code directory"),
+    ],
+)
+def test_code_already_in_the_code_directory(make_job, run_train, source_dir, submit_directory):
+    job = make_job(HYPERPARAMETERS)
+    shutil.copytree(source_dir, job.code_dir)
+    value = submit_directory(job)
+    if value is not None:
+        set_hyperparameters(job, {**HYPERPARAMETERS, "sagemaker_submit_directory": value})
+
+    result = run_train(job)
+
+    assert_ran_the_user_program(job, result)
+
+
+def set_hyperparameters(job, hyperparameters):
+    """For values that name the job's own paths, known only once the job exists."""
+    job.write_config("hyperparameters.json", encode_hyperparameters(hyperparameters))
+
+
+def test_an_s3_key_that_does_not_exist_fails_fast_and_names_the_uri(make_job, run_train, s3):
+    s3.put("code-bucket", "job-2/other.tar.gz", b"not this one")
+    uri = "s3://code-bucket/job-2/source/sourcedir.tar.gz"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    started = time.monotonic()
+    result = run_train(job)
+    elapsed = time.monotonic() - started
+
+    failure = assert_failed_with(job, result, f"cannot download code from {uri}: the object does not exist (404)")
+    assert failure.startswith("cannot download code from")
+    # A 404 is not retried: retrying would only delay the answer by minutes.
+    assert elapsed < 10
+
+
+def test_an_s3_bucket_that_does_not_exist_is_named_as_missing(make_job, run_train, s3):
+    uri = "s3://no-such-code-bucket/job-3/source/sourcedir.tar.gz"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    result = run_train(job)
+
+    assert_failed_with(job, result, f"cannot download code from {uri}: the bucket does not exist (404)")
+
+
+def unsafe_tarball(member_name: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in ((PROGRAM, USER_PROGRAM.encode()), (member_name, b"planted\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_an_unsafe_archive_on_s3_fails_naming_the_member_and_writes_nothing(make_job, run_train, s3):
+    uri = s3.put("code-bucket", "job-4/sourcedir.tar.gz", unsafe_tarball("../planted"))
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+    # code/../planted: where the member would land if it were extracted.
+    sentinel = job.base / "planted"
+
+    result = run_train(job)
+
+    failure = assert_failed_with(job, result, "unsafe archive member '../planted'")
+    assert "unsafe archive member '../planted'" in failure.splitlines()[0]
+    assert not sentinel.exists()
+    assert not job.code_dir.exists()
+
+
+def test_a_submit_directory_that_does_not_exist(make_job, run_train, s3, tmp_path):
+    missing = tmp_path / "no-such-source"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": str(missing)})
+
+    result = run_train(job)
+
+    assert_failed_with(job, result, f"sagemaker_submit_directory {str(missing)!r} does not exist")
+
+
+def test_an_unsupported_scheme(make_job, run_train, s3):
+    uri = "http://example.com/sourcedir.tar.gz"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    result = run_train(job)
+
+    assert_failed_with(job, result, f"sagemaker_submit_directory {uri!r} is not supported")
+
+
+def test_a_program_missing_from_the_archive_is_named(make_job, run_train, s3):
+    uri = s3.put("code-bucket", "job-5/sourcedir.tar.gz", make_tarball({"other.py": "print('not me')\n"}))
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    result = run_train(job)
+
+    failure = assert_failed_with(job, result, f"entry point {PROGRAM!r} not found in the code directory")
+    assert "other.py" in failure[:REASON_SHOWN]
+
+
+def test_an_unreachable_s3_is_retried_until_the_deadline_then_named(make_job, run_train, s3):
+    # Nothing listens on this port: every connection is refused, a transient failure.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    uri = "s3://code-bucket/job-6/sourcedir.tar.gz"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+
+    started = time.monotonic()
+    result = run_train(job, env={"AWS_ENDPOINT_URL_S3": endpoint, "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS": "2"})
+    elapsed = time.monotonic() - started
+
+    assert_failed_with(job, result, f"cannot download code from {uri}: EndpointConnectionError")
+    assert 2 <= elapsed < 30
+
+
+# The download's error handling, unit by unit. botocore raises ClientError for every HTTP error
+# S3 returns; the shapes below are the ones it builds from S3's responses.
+
+
+def client_error(status: int, code: str, operation: str = "HeadObject"):
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {"Error": {"Code": code, "Message": "message"}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+    )
+
+
+@pytest.mark.parametrize(
+    "status, code, transient",
+    [
+        (500, "InternalError", True),
+        (503, "SlowDown", True),
+        (503, "ServiceUnavailable", True),
+        (429, "TooManyRequests", True),
+        (400, "RequestTimeout", True),
+        (403, "AccessDenied", False),
+        (404, "NoSuchKey", False),
+        # HeadObject's 404 has no body: botocore names the error after the status.
+        (404, "404", False),
+        (400, "InvalidBucketName", False),
+    ],
+)
+def test_which_s3_errors_are_worth_another_try(status, code, transient):
+    assert is_transient(client_error(status, code)) is transient
+
+
+def test_broken_connections_are_transient_and_programming_errors_are_not():
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+    assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert is_transient(ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
+    assert not is_transient(ValueError("bad argument"))
+
+
+URI = "s3://code-bucket/job/source/sourcedir.tar.gz"
+
+
+def test_a_missing_object_is_described_with_its_uri():
+    assert describe(URI, client_error(404, "NoSuchKey", "GetObject")) == (
+        f"cannot download code from {URI}: the object does not exist (404); check sagemaker_submit_directory"
+    )
+    assert describe(URI, client_error(404, "404")).startswith(f"cannot download code from {URI}: the object does not")
+
+
+def test_a_missing_bucket_is_described_as_such():
+    assert describe(URI, client_error(404, "NoSuchBucket", "GetObject")) == (
+        f"cannot download code from {URI}: the bucket does not exist (404); check sagemaker_submit_directory"
+    )
+
+
+def test_access_denied_points_at_the_role():
+    # moto allows every request unless IAM enforcement is configured, so a 403 cannot be
+    # produced over HTTP here; this is the ClientError botocore builds from S3's 403.
+    message = describe(URI, client_error(403, "AccessDenied", "GetObject"))
+
+    assert message == (
+        f"cannot download code from {URI}: access denied (403); check that the job's role may s3:GetObject on it"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://code-bucket", "s3://code-bucket/", "s3:///key.tar.gz", "https://code-bucket/key.tar.gz", "code-bucket/key"],
+)
+def test_an_uri_without_bucket_and_key_is_refused(uri):
+    with pytest.raises(DownloadError) as raised:
+        parse_uri(uri)
+
+    assert str(raised.value) == f"{uri!r} is not an S3 object URI of the form s3://bucket/key"
+
+
+def test_an_s3_uri_splits_into_bucket_and_key():
+    assert parse_uri(URI) == ("code-bucket", "job/source/sourcedir.tar.gz")
