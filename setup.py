@@ -22,6 +22,8 @@ setup(
             "pytest>=7.4",
             "moto[server]>=5.0",
             "ruff>=0.5",
+            # Lets the setup.py test build offline, without build isolation.
+            "wheel",
         ],
     },
     entry_points={"console_scripts": ["train=sagemaker_mxnet_container.entrypoint:main"]},

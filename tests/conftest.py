@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -100,6 +101,26 @@ def make_job(tmp_path):
         job.write_config("inputdataconfig.json", data_config)
         return job
 
+    return make
+
+
+@pytest.fixture
+def code_job(make_job, tmp_path):
+    """A job whose code directory already holds ``train.py`` (no download), written from source
+    after a prelude that imports os and sets MARKERS, a scratch directory outside the job."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+
+    def make(source: str, hyperparameters=None, requirements: Optional[str] = None, **kwargs) -> Job:
+        job = make_job({"sagemaker_program": "train.py", **(hyperparameters or {})}, **kwargs)
+        job.code_dir.mkdir()
+        prelude = f"import os\nMARKERS = {str(markers)!r}\n"
+        (job.code_dir / "train.py").write_text(prelude + textwrap.dedent(source))
+        if requirements is not None:
+            (job.code_dir / "requirements.txt").write_text(requirements)
+        return job
+
+    make.markers = markers
     return make
 
 

@@ -47,22 +47,6 @@ def kill_afterwards():
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def code_job(make_job, tmp_path):
-    """A job running ``train.py`` from source; the program finds a scratch directory in MARKERS."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
-
-    def make(source: str):
-        job = make_job({"sagemaker_program": "train.py"})
-        job.code_dir.mkdir()
-        (job.code_dir / "train.py").write_text(f"MARKERS = {str(markers)!r}\n" + textwrap.dedent(source))
-        return job
-
-    make.markers = markers
-    return make
-
-
 def start_train(job, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen(train_command(), env=train_environ(job), stdout=stdout, stderr=stderr)
 
@@ -250,8 +234,9 @@ def test_processes_left_running_in_and_outside_the_group_are_ended(code_job, kil
         wait_for("daemon")
         with open(os.path.join(MARKERS, "daemon")) as stream:
             daemon = int(stream.read())
-        with open(os.path.join(MARKERS, "pids.json"), "w") as stream:
+        with open(os.path.join(MARKERS, "pids.tmp"), "w") as stream:
             json.dump({"in_group": in_group.pid, "escaped": escaped.pid, "daemon": daemon}, stream)
+        os.replace(os.path.join(MARKERS, "pids.tmp"), os.path.join(MARKERS, "pids.json"))
         """
     )
     train = start_train(job)

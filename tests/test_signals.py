@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import psutil
@@ -57,26 +56,17 @@ class RunningTrain:
 
 
 @pytest.fixture
-def start_train(make_job, tmp_path):
-    """Starts ``train`` on a ``train.py`` written from source; the program finds its marker
-    directory in $MARKERS. Whatever is left running at the end is killed."""
+def start_train(code_job, tmp_path):
+    """Starts ``train`` on a ``train.py`` written from source (see code_job). Whatever is left
+    running at the end is killed."""
     started = []
-    markers = tmp_path / "markers"
-    markers.mkdir()
 
     def start(source: str, hyperparameters=None, requirements=None) -> RunningTrain:
-        job = make_job({"sagemaker_program": "train.py", **(hyperparameters or {})})
-        job.code_dir.mkdir()
-        (job.code_dir / "train.py").write_text(
-            f"import os\nMARKERS = {str(markers)!r}\n" + textwrap.dedent(source)
-        )
-        if requirements is not None:
-            (job.code_dir / "requirements.txt").write_text(requirements)
-        running = RunningTrain(job, tmp_path)
+        running = RunningTrain(code_job(source, hyperparameters, requirements), tmp_path)
         started.append(running)
         return running
 
-    start.markers = markers
+    start.markers = code_job.markers
     yield start
     for running in started:
         if running.process.poll() is None:

@@ -3,26 +3,12 @@ writes to ``output/failure`` (whose first 1024 characters the platform shows as 
 
 import json
 import os
-import textwrap
 
 import pytest
 
 from sagemaker_mxnet_container import resources
 
 REASON_SHOWN = 1024
-
-
-@pytest.fixture
-def code_job(make_job):
-    """A job whose code directory holds ``train.py`` with the given source (no submit directory)."""
-
-    def make(source: str, hyperparameters=None, **kwargs):
-        job = make_job({"sagemaker_program": "train.py", **(hyperparameters or {})}, **kwargs)
-        job.code_dir.mkdir()
-        (job.code_dir / "train.py").write_text(textwrap.dedent(source))
-        return job
-
-    return make
 
 
 def first_line(text: str) -> str:

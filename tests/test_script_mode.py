@@ -1,0 +1,141 @@
+"""Script mode seen from inside the user's program: its arguments, its SM_* environment, and the
+kinds of entry point it can be (a Python file, a package with setup.py, a shell script)."""
+
+import json
+import os
+import sys
+
+from conftest import MNIST_SUBSET
+
+DUMP = """
+import json, os, sys
+keys = [k for k in os.environ if k.startswith("SM_") or k in ("PYTHONPATH", "OMP_NUM_THREADS")]
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w") as stream:
+    json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": {k: os.environ[k] for k in keys}}, stream)
+"""
+
+
+def _seen(job):
+    return json.loads((job.model_dir / "seen.json").read_text())
+
+
+def test_hyperparameters_become_sorted_arguments_strings_raw_and_the_rest_json(code_job, run_train):
+    job = code_job(
+        DUMP,
+        {"learning-rate": 0.1, "epochs": 5, "optimizer": "sgd", "layers": [64, 32], "use-bias": True},
+    )
+
+    run = run_train(job)
+
+    assert run.returncode == 0, run.stderr
+    assert _seen(job)["argv"] == [
+        "--epochs", "5",
+        "--layers", "[64, 32]",
+        "--learning-rate", "0.1",
+        "--optimizer", "sgd",
+        "--use-bias", "true",
+    ]  # fmt: skip
+
+
+def test_reserved_hyperparameters_are_not_passed_to_the_program(code_job, run_train):
+    job = code_job(DUMP, {"epochs": 1, "sagemaker_container_log_level": 10, "sagemaker_job_name": "job-1"})
+
+    run = run_train(job)
+
+    assert run.returncode == 0, run.stderr
+    assert _seen(job)["argv"] == ["--epochs", "1"]
+    assert json.loads(_seen(job)["env"]["SM_FRAMEWORK_PARAMS"])["sagemaker_job_name"] == "job-1"
+
+
+def test_the_program_gets_the_sagemaker_training_environment(code_job, run_train):
+    job = code_job(
+        DUMP,
+        {"lr": 0.5, "sagemaker_job_name": "mnist-1"},
+        channels={"train": MNIST_SUBSET / "train", "test": MNIST_SUBSET / "test"},
+        hosts=("algo-2", "algo-1"),
+        current_host="algo-2",
+    )
+
+    run = run_train(job, env={"OMP_NUM_THREADS": "1"})
+
+    assert run.returncode == 0, run.stderr
+    seen = _seen(job)
+    env = seen["env"]
+    base = str(job.base)
+    assert seen["cwd"] == str(job.code_dir)
+    assert env["SM_MODEL_DIR"] == f"{base}/model"
+    assert env["SM_CHANNELS"] == '["test", "train"]'
+    assert env["SM_CHANNEL_TRAIN"] == f"{base}/input/data/train"
+    assert env["SM_CHANNEL_TEST"] == f"{base}/input/data/test"
+    assert env["SM_HP_LR"] == "0.5"
+    assert json.loads(env["SM_HPS"]) == {"lr": 0.5}
+    assert json.loads(env["SM_HOSTS"]) == ["algo-1", "algo-2"]
+    assert env["SM_CURRENT_HOST"] == "algo-2"
+    assert env["SM_NUM_GPUS"] == "0"
+    assert int(env["SM_NUM_CPUS"]) == len(os.sched_getaffinity(0))
+    assert env["SM_OUTPUT_DATA_DIR"] == f"{base}/output/data"
+    assert env["SM_OUTPUT_DIR"] == f"{base}/output"
+    assert env["SM_INPUT_DIR"] == f"{base}/input"
+    assert env["SM_INPUT_CONFIG_DIR"] == f"{base}/input/config"
+    assert env["SM_MODULE_DIR"] == f"{base}/code"
+    assert json.loads(env["SM_USER_ARGS"]) == ["--lr", "0.5"]
+    assert env["SM_LOG_LEVEL"] == "20"
+    assert env["SM_NETWORK_INTERFACE_NAME"] == "eth0"
+    assert json.loads(env["SM_RESOURCE_CONFIG"])["current_host"] == "algo-2"
+    assert set(json.loads(env["SM_INPUT_DATA_CONFIG"])) == {"train", "test"}
+    # Two hosts without GPUs: MXNet's parameter server, synchronous.
+    assert env["SM_KVSTORE"] == "dist_sync"
+    assert env["SM_CONTEXT"] == "cpu(0)"
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(job.code_dir)
+    training = json.loads(env["SM_TRAINING_ENV"])
+    assert training["job_name"] == "mnist-1"
+    assert training["is_master"] is False
+    assert training["channel_input_dirs"]["train"] == env["SM_CHANNEL_TRAIN"]
+    assert training["user_entry_point"] == "train.py"
+
+
+def test_a_shell_entry_point_gets_its_arguments_verbatim(make_job, run_train):
+    job = make_job({"sagemaker_program": "train.sh", "message": "it's $(not run) & done"})
+    job.code_dir.mkdir()
+    (job.code_dir / "train.sh").write_text('printf "%s\\n" "$@" > "$SM_MODEL_DIR/args.txt"\n')
+
+    run = run_train(job)
+
+    assert run.returncode == 0, run.stderr
+    assert (job.model_dir / "args.txt").read_text() == "--message\nit's $(not run) & done\n"
+
+
+def test_a_package_with_setup_py_is_installed_and_run_as_a_module(make_job, run_train):
+    job = make_job({"sagemaker_program": "trainer.py", "epochs": 2})
+    job.code_dir.mkdir()
+    (job.code_dir / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='smmx-test-trainer', version='1.0', py_modules=['trainer', 'helpers'])\n"
+    )
+    (job.code_dir / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (job.code_dir / "trainer.py").write_text(
+        "import json, os, sys\n"
+        "from helpers import double\n"
+        "if __name__ == '__main__':\n"
+        "    with open(os.path.join(os.environ['SM_MODEL_DIR'], 'run.json'), 'w') as f:\n"
+        "        json.dump({'name': __name__, 'spec': __spec__.name, 'argv': sys.argv[1:], 'x': double(2)}, f)\n"
+    )
+
+    # Offline: setuptools comes from the environment instead of a build-isolation download.
+    run = run_train(job, env={"PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull})
+
+    try:
+        assert run.returncode == 0, run.stderr
+        assert json.loads((job.model_dir / "run.json").read_text()) == {
+            "name": "__main__",
+            "spec": "trainer",
+            "argv": ["--epochs", "2"],
+            "x": 4,
+        }
+    finally:
+        import subprocess
+
+        subprocess.run(
+            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", "smmx-test-trainer"], capture_output=True
+        )
