@@ -62,13 +62,11 @@ def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
 def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Supervisor) -> None:
     logger.info("Downloading code from %s", uri)
     os.makedirs(env.paths.base, exist_ok=True)
-    descriptor, destination = tempfile.mkstemp(prefix=".sourcedir-", suffix=".tar.gz", dir=env.paths.base)
-    os.close(descriptor)
-    descriptor, record_path = tempfile.mkstemp(prefix=".download-error-", suffix=".json", dir=env.paths.base)
-    os.close(descriptor)
-    try:
-        child_env = dict(os.environ)
-        child_env[error_record.FILE_VARIABLE] = record_path
+    # Inside the job, not /tmp: the job's volume is the one sized for its data.
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=env.paths.base) as scratch:
+        destination = os.path.join(scratch, "sourcedir.tar.gz")
+        record_path = os.path.join(scratch, "error.json")
+        child_env = {**os.environ, error_record.FILE_VARIABLE: record_path}
         command = [sys.executable, "-m", "sagemaker_mxnet_container.s3", uri, destination, env.region or ""]
         result = supervisor.run(command, env=child_env)
         if result.exit_code != 0:
@@ -80,9 +78,3 @@ def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Superv
                 f"cannot download code from {uri}: the download exited with {result.exit_code}\n{detail}"
             )
         archive.extract(destination, env.paths.code_dir)
-    finally:
-        for path in (destination, record_path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass

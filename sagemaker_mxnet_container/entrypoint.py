@@ -84,14 +84,11 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
 
 def _run_legacy(supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str):
     """Runs the legacy runner in a child; returns its result and, if it failed, the reason."""
-    descriptor, record_path = tempfile.mkstemp(prefix="mxnet-legacy-error-", suffix=".json")
-    os.close(descriptor)
-    child_env = {**child_env, error_record.FILE_VARIABLE: record_path}
-    try:
+    with tempfile.TemporaryDirectory(prefix="mxnet-legacy-") as scratch:
+        record_path = os.path.join(scratch, "error.json")
+        child_env = {**child_env, error_record.FILE_VARIABLE: record_path}
         result = supervisor.run(program.legacy_command(user_program), env=child_env, cwd=code_dir)
         record = error_record.read(record_path) if result.exit_code else None
-    finally:
-        os.unlink(record_path)
     name = os.path.basename(user_program.path)
     return result, (outcome.legacy_failure(name, result, record) if result.exit_code else None)
 

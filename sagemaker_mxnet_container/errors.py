@@ -30,6 +30,10 @@ class RequirementsError(ToolkitError):
     """``pip install -r requirements.txt`` failed."""
 
 
+class StartError(ToolkitError):
+    """A process of the job could not be started at all (not executable, bad interpreter line)."""
+
+
 class UserCodeError(ToolkitError):
     """The user's code failed; ``exit_code`` is the one the job must end with."""
 

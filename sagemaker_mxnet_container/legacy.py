@@ -51,19 +51,8 @@ def parse_contexts(text):
 
 
 def available_arguments(training):
-    return {
-        "hyperparameters": training["hyperparameters"],
-        "input_data_config": training["input_data_config"],
-        "channel_input_dirs": training["channel_input_dirs"],
-        "output_data_dir": training["output_data_dir"],
-        "model_dir": training["model_dir"],
-        "num_gpus": training["num_gpus"],
-        "num_cpus": training["num_cpus"],
-        "hosts": training["hosts"],
-        "current_host": training["current_host"],
-        "context": None,
-        "kvstore": training["kvstore"],
-    }
+    """What legacy mode can pass, from the job's SM_TRAINING_ENV (``context`` still as text)."""
+    return {name: training[name] for name in LEGACY_ARGUMENTS}
 
 
 def select_arguments(function, available):
@@ -104,13 +93,14 @@ def run(training, program_path):
     where = f"importing {os.path.basename(program_path)}"
     try:
         module = import_user_module(program_path, name)
+        where = f"checking train() in {os.path.basename(program_path)}"
         train = getattr(module, "train", None)
         if not callable(train):
             raise LegacyError(f"{os.path.basename(program_path)} has no train() function to call in legacy mode")
-        where = f"running train() in {os.path.basename(program_path)}"
         arguments = select_arguments(train, available_arguments(training))
         if "context" in arguments:
-            arguments["context"] = parse_contexts(training["context"])
+            arguments["context"] = parse_contexts(arguments["context"])
+        where = f"running train() in {os.path.basename(program_path)}"
         logger.info("Calling train() with %s", ", ".join(sorted(arguments)) or "no arguments")
         model = train(**arguments)
         where = "saving the model"

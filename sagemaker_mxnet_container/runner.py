@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Sequence
 
-from sagemaker_mxnet_container.errors import Stopped
+from sagemaker_mxnet_container.errors import StartError, Stopped
 
 logger = logging.getLogger(__name__)
 
@@ -155,14 +155,20 @@ class Supervisor:
         self._killed = False
         self._pending.clear()
         try:
-            child = subprocess.Popen(
-                list(argv),
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            try:
+                child = subprocess.Popen(
+                    list(argv),
+                    env=dict(env),
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                raise StartError(
+                    f"cannot start {argv[0]}: {error.strerror or error} (check that it exists, is executable, "
+                    "and that its #! line names an interpreter present in the image)"
+                ) from None
             # The pipe's reader is ours from here on; Popen must not close it.
             tee = _StderrTee(os.dup(child.stderr.fileno()))
             child.stderr.close()

@@ -328,3 +328,16 @@ def test_legacy_train_with_kwargs_receives_every_documented_argument(code_job, r
         "kvstore": "local" if num_gpus <= 1 else "device",
     }
     assert os.path.isdir(received["channel_input_dirs"]["training"])
+
+
+def test_an_entry_point_that_cannot_be_executed_is_a_clear_failure(make_job, run_train):
+    job = make_job({"sagemaker_program": "train"})
+    job.code_dir.mkdir()
+    program = job.code_dir / "train"
+    program.write_text("#!/nonexistent/interpreter\n")
+    program.chmod(0o755)
+
+    run = run_train(job)
+
+    assert run.returncode == 1
+    assert job.failure.startswith(f"cannot start {program}: No such file or directory")
