@@ -44,25 +44,15 @@ def _assert_trained(job, run, data):
     assert evaluate.accuracy(str(job.model_dir), str(data / "test")) >= 0.9
 
 
-def test_legacy_mnist_from_s3_trains_a_model_that_scores_on_the_test_set(s3, make_job, run_train, mnist_data):
-    uri = s3.put("code-bucket", "jobs/legacy/source/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / "legacy"))
+@pytest.mark.parametrize("mode", ["legacy", "script"])
+def test_mnist_from_s3_trains_a_model_that_scores_on_the_test_set(s3, make_job, run_train, mnist_data, mode):
+    uri = s3.put("code-bucket", f"jobs/{mode}/source/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / mode))
     epochs = 2 if mnist_data == MNIST_FULL else 5
     job = _mnist_job(make_job, mnist_data, uri, epochs)
 
     run = run_train(job)
 
-    assert "in legacy mode" in run.stderr
-    _assert_trained(job, run, mnist_data)
-
-
-def test_script_mode_mnist_from_s3_trains_a_model_that_scores_on_the_test_set(s3, make_job, run_train, mnist_data):
-    uri = s3.put("code-bucket", "jobs/script/source/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / "script"))
-    epochs = 2 if mnist_data == MNIST_FULL else 5
-    job = _mnist_job(make_job, mnist_data, uri, epochs)
-
-    run = run_train(job)
-
-    assert "in script mode" in run.stderr
+    assert f"in {mode} mode" in run.stderr
     _assert_trained(job, run, mnist_data)
 
 
