@@ -135,6 +135,26 @@ def mnist_job(make_job):
     return make
 
 
+def install_fake_nvidia_smi(tmp_path, monkeypatch, *, stdout: str = "", exit_code: int = 0):
+    """A stand-in nvidia-smi (no driver exists here) that prints ``stdout`` and exits ``exit_code``."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "listing.txt").write_text(stdout + "\n" if stdout else "")
+    script = bin_dir / "nvidia-smi"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            #!/bin/sh
+            [ "$1" = "--list-gpus" ] || exit 3
+            cat '{bin_dir / "listing.txt"}'
+            exit {exit_code}
+            """
+        )
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def train_environ(job: Job, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     environ = dict(os.environ)
     environ["SAGEMAKER_BASE_DIR"] = str(job.base)

@@ -7,34 +7,14 @@ first on PATH; everything else (affinity, the cgroup files' format) is real.
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from conftest import install_fake_nvidia_smi
 
 from sagemaker_mxnet_container import resources
 from sagemaker_mxnet_container.resources import cgroup_cpu_limit, count_cpus, count_gpus
 
 FOUR_GPUS = "\n".join(f"GPU {index}: NVIDIA H100 80GB HBM3 (UUID: GPU-0000000{index}-aaaa)" for index in range(4))
-
-
-def install_fake_nvidia_smi(tmp_path, monkeypatch, *, stdout: str = "", exit_code: int = 0):
-    """A stand-in nvidia-smi (no driver exists here) that prints ``stdout`` and exits ``exit_code``."""
-    bin_dir = tmp_path / "fake-bin"
-    bin_dir.mkdir()
-    (bin_dir / "listing.txt").write_text(stdout + "\n" if stdout else "")
-    script = bin_dir / "nvidia-smi"
-    script.write_text(
-        textwrap.dedent(
-            f"""\
-            #!/bin/sh
-            [ "$1" = "--list-gpus" ] || exit 3
-            cat '{bin_dir / "listing.txt"}'
-            exit {exit_code}
-            """
-        )
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture
