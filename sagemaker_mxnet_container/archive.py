@@ -187,14 +187,16 @@ def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits())
 
 
 def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarInfo]:
-    checker = _Checker(limits)
-    members = []
-    # Iterating reads one header at a time: a member over a limit fails before its data (or
-    # the next million headers) is decompressed.
-    for member in archive:
-        checker.add(member)
-        members.append(member)
-    checker.finish()
+    members: List[tarfile.TarInfo] = []
+
+    def recorded():
+        # Iterating reads one header at a time: a member over a limit fails before its data (or
+        # the next million headers) is decompressed.
+        for member in archive:
+            members.append(member)
+            yield member
+
+    check_members(recorded(), limits)
     return members
 
 

@@ -115,12 +115,11 @@ def main(argv=None) -> int:
         error = _as_stop(error, supervisor)
         if isinstance(error, ToolkitError):
             logger.error("Training failed: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
-            reason = str(error)
         else:
             logger.exception("Internal error")
-            reason = f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}"
-        _record_failure(paths, reason)
-        return error.exit_code if isinstance(error, ToolkitError) else 1
+            error = ToolkitError(f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}")
+        _record_failure(paths, str(error))
+        return error.exit_code
     outcome.record_success(paths)
     logger.info("Training succeeded")
     return 0

@@ -31,6 +31,11 @@ def parse_uri(uri: str) -> Tuple[str, str]:
     return parsed.netloc, key
 
 
+def _http_status(error) -> Optional[int]:
+    """The HTTP status of a botocore ClientError's response."""
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
 def is_transient(error: BaseException) -> bool:
     """Throttling, server errors and broken connections are worth another try; 403/404 are not."""
     import builtins
@@ -40,9 +45,8 @@ def is_transient(error: BaseException) -> bool:
     from s3transfer.exceptions import RetriesExceededError
 
     if isinstance(error, ClientError):
-        response = error.response
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return status >= 500 or status == 429 or response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+        status = _http_status(error) or 0
+        return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
     # Only the network's OSErrors: a full disk or a read-only destination will not heal by waiting.
     network = (builtins.ConnectionError, TimeoutError)
     return isinstance(
@@ -54,7 +58,7 @@ def describe(uri: str, error: BaseException) -> str:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        status = _http_status(error)
         code = error.response.get("Error", {}).get("Code", "")
         if status == 404 or code in ("404", "NoSuchKey", "NoSuchBucket"):
             return _not_found(uri, "bucket" if code == "NoSuchBucket" else "object")
@@ -110,7 +114,7 @@ def download(uri: str, destination: str, region: Optional[str], total_retry_seco
 def _is_not_found(error: BaseException) -> bool:
     from botocore.exceptions import ClientError
 
-    return isinstance(error, ClientError) and error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+    return isinstance(error, ClientError) and _http_status(error) == 404
 
 
 def _bucket_exists(client, bucket: str) -> bool:
