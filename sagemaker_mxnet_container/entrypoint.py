@@ -7,6 +7,7 @@ that need them.
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import tempfile
 
 from sagemaker_mxnet_container import (
     code,
+    distributed,
     environment,
     error_record,
     logs,
@@ -25,7 +27,7 @@ from sagemaker_mxnet_container import (
     resources,
     sm_variables,
 )
-from sagemaker_mxnet_container.errors import Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.errors import Aborted, Stopped, ToolkitError, UserCodeError
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -39,12 +41,18 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     supervisor.stop_grace_seconds = env.stop_grace_seconds
     for key in env.ignored_parameters:
         logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
+    with distributed.join(env, supervisor) as job:
+        _run_on_this_host(env, job, supervisor)
 
+
+def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Cluster, supervisor: Supervisor) -> None:
+    paths = env.paths
     code_dir = code.fetch(env, supervisor)
     user_program = program.choose(code_dir, env.program, env.mode)
     requirements.install(code_dir, supervisor)
     found = resources.detect()
-    settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore)
+    parameter_server = distributed.uses_parameter_server(env, user_program.mode == program.LEGACY)
+    settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore, parameter_server)
     logger.info(
         "Running %s in %s mode (%s); context %s, kvstore %s",
         os.path.relpath(user_program.path, code_dir),
@@ -61,14 +69,27 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     child_env.update(sm_variables.variables(training, code_dir))
     name = os.path.basename(user_program.path)
 
-    if user_program.mode == program.LEGACY:
-        result, reason = _run_legacy(supervisor, user_program, child_env, code_dir)
-    else:
-        arguments = sm_variables.user_arguments(env.hyperparameters)
-        command = program.script_command(user_program, code_dir, arguments)
-        result = supervisor.run(command, env=child_env, cwd=code_dir)
-        reason = outcome.script_failure(name, result) if result.exit_code else None
+    servers = (
+        distributed.parameter_server(job, supervisor, child_env, code_dir)
+        if parameter_server
+        else contextlib.nullcontext({})
+    )
+    with servers as worker_variables:
+        child_env.update(worker_variables)
+        if user_program.mode == program.LEGACY:
+            result, reason = _run_legacy(supervisor, user_program, child_env, code_dir)
+        else:
+            arguments = sm_variables.user_arguments(env.hyperparameters)
+            command = program.script_command(user_program, code_dir, arguments)
+            if parameter_server:
+                command = program.as_ps_worker(command)
+            result = supervisor.run(command, env=child_env, cwd=code_dir)
+            reason = outcome.script_failure(name, result) if result.exit_code else None
+        _check_outcome(paths, supervisor, name, result, reason)
+        job.finish(supervisor)
 
+
+def _check_outcome(paths: environment.Paths, supervisor: Supervisor, name: str, result, reason) -> None:
     if supervisor.stop_signal is not None:
         signal_name = signal.Signals(supervisor.stop_signal).name
         raise Stopped(
@@ -76,6 +97,8 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
             f"{outcome.exit_description(name, result)}.",
             supervisor.stop_signal,
         )
+    if supervisor.abort_reason is not None:
+        raise Aborted(supervisor.abort_reason)
     if result.exit_code != 0:
         raise UserCodeError(reason, result.exit_code)
     if outcome.user_failure(paths) is not None:
@@ -126,12 +149,17 @@ def main(argv=None) -> int:
 
 
 def _as_stop(error: Exception, supervisor: Supervisor) -> Exception:
-    """A step that failed because a stop signal ended it (pip, the download) was stopped, not broken."""
-    if supervisor.stop_signal is None or isinstance(error, Stopped):
+    """A step that failed because a stop signal or an abort ended it (pip, the download) was
+    stopped or aborted, not broken: the failure names the cause, not the step's complaint."""
+    if isinstance(error, (Stopped, Aborted)):
         return error
-    signal_name = signal.Signals(supervisor.stop_signal).name
-    message = f"Training job stopped: {signal_name} received. The step it ended reported: {error}"
-    return Stopped(message, supervisor.stop_signal)
+    if supervisor.stop_signal is not None:
+        signal_name = signal.Signals(supervisor.stop_signal).name
+        message = f"Training job stopped: {signal_name} received. The step it ended reported: {error}"
+        return Stopped(message, supervisor.stop_signal)
+    if supervisor.abort_reason is not None:
+        return Aborted(supervisor.abort_reason)
+    return error
 
 
 def _record_failure(paths: environment.Paths, reason: str) -> None:

@@ -34,6 +34,9 @@ _READ = frozenset(
         "sagemaker_mode",
         "sagemaker_kvstore",
         "sagemaker_stop_grace_seconds",
+        "sagemaker_parameter_server_enabled",
+        "sagemaker_parameter_server_port",
+        "sagemaker_liveness_port",
     }
 )
 _ACCEPTED = frozenset(
@@ -44,11 +47,35 @@ _ACCEPTED = frozenset(
     }
 )
 
+# Options of other images' launchers: silently running without them would train something else
+# than the user asked for (one process instead of many, no gradient sharing).
+_UNSUPPORTED = {
+    "sagemaker_mpi_enabled": "MPI/Horovod launching",
+    "sagemaker_distributed_dataparallel_enabled": "SageMaker distributed data parallel (smdistributed)",
+    "sagemaker_multi_worker_mirrored_strategy_enabled": "TensorFlow's MultiWorkerMirroredStrategy",
+    "sagemaker_pytorch_xla_multi_worker_enabled": "PyTorch/XLA multi-worker training",
+    "sagemaker_torch_distributed_enabled": "torch.distributed launching",
+}
+# Settings that only mean something next to an option above.
+_COMPANIONS = {
+    "sagemaker_mpi_num_of_processes_per_host": "sagemaker_mpi_enabled",
+    "sagemaker_mpi_custom_mpi_options": "sagemaker_mpi_enabled",
+    "sagemaker_distributed_dataparallel_custom_mpi_options": "sagemaker_distributed_dataparallel_enabled",
+}
+
 MODES = ("legacy", "script")
 DEFAULT_STOP_GRACE_SECONDS = 100.0
 # The grace period arms an interval timer, which overflows near 1e10 s inside the signal handler;
 # the platform kills a stopped job after about two minutes anyway.
 MAX_STOP_GRACE_SECONDS = 86400.0
+
+DEFAULT_PARAMETER_SERVER_PORT = 8000
+HOST_WAIT_VARIABLE = "SAGEMAKER_MXNET_HOST_WAIT_SECONDS"
+HEARTBEAT_TIMEOUT_VARIABLE = "SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS"
+HOST_ADDRESSES_VARIABLE = "SAGEMAKER_MXNET_HOST_ADDRESSES"
+# Instances of a job boot minutes apart; the platform asks to retry name lookups meanwhile.
+DEFAULT_HOST_WAIT_SECONDS = 600.0
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,20 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """How the hosts of a multi-host job find and watch each other."""
+
+    parameter_server_enabled: Optional[bool]
+    """``sagemaker_parameter_server_enabled``; None when not set (our default then applies)."""
+    parameter_server_port: int
+    liveness_port: int
+    host_wait_seconds: float
+    heartbeat_timeout_seconds: float
+    host_addresses: Mapping[str, str]
+    """Addresses that replace name resolution (the local multi-host runner's loopback)."""
+
+
+@dataclass(frozen=True)
 class TrainingEnvironment:
     """Everything the job was configured with. Mappings are read-only views."""
 
@@ -118,6 +159,7 @@ class TrainingEnvironment:
     mode: Optional[str]
     kvstore: Optional[str]
     stop_grace_seconds: float
+    cluster: ClusterSettings
     ignored_parameters: Tuple[str, ...] = field(default=())
 
     @property
@@ -131,7 +173,8 @@ def decode_hyperparameter(value: Any) -> Any:
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    # RecursionError: JSON nested thousands deep, which is no hyperparameter either.
+    except (ValueError, RecursionError):
         return value
 
 
@@ -166,7 +209,7 @@ def _load_json_object(path: str) -> dict:
         raise ConfigurationError(f"{path} is empty: it must hold a JSON object")
     try:
         data = json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise ConfigurationError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path} must hold a JSON object, not a {type(data).__name__}")
@@ -194,6 +237,88 @@ def _stop_grace(framework: Mapping[str, Any]) -> float:
             f"{MAX_STOP_GRACE_SECONDS:.0f}, got {value!r}"
         )
     return seconds
+
+
+def _flag(framework: Mapping[str, Any], key: str) -> Optional[bool]:
+    """A boolean hyperparameter, as JSON (true) or as the strings the SDK's older versions send."""
+    value = framework.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ConfigurationError(f"hyperparameter {key} must be true or false, got {value!r}")
+
+
+def _port(framework: Mapping[str, Any], key: str, default: int) -> int:
+    value = framework.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ConfigurationError(f"hyperparameter {key} must be a TCP port number, got {value!r}")
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"hyperparameter {key} must be a TCP port from 1 to 65535, got {value!r}")
+    return port
+
+
+def _seconds_from_environ(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_STOP_GRACE_SECONDS):
+        raise ConfigurationError(f"{name} must be a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def _host_addresses(environ: Mapping[str, str]) -> Mapping[str, str]:
+    text = environ.get(HOST_ADDRESSES_VARIABLE)
+    if not text:
+        return MappingProxyType({})
+    try:
+        addresses = json.loads(text)
+    except ValueError:
+        addresses = None
+    if not isinstance(addresses, dict) or not all(
+        isinstance(name, str) and isinstance(address, str) for name, address in addresses.items()
+    ):
+        raise ConfigurationError(f"{HOST_ADDRESSES_VARIABLE} must be a JSON object of host name to address")
+    return MappingProxyType(dict(addresses))
+
+
+def _cluster(framework: Mapping[str, Any], environ: Mapping[str, str]) -> ClusterSettings:
+    ps_port = _port(framework, "sagemaker_parameter_server_port", DEFAULT_PARAMETER_SERVER_PORT)
+    liveness_port = _port(framework, "sagemaker_liveness_port", ps_port % 65535 + 1)
+    if liveness_port == ps_port:
+        raise ConfigurationError(
+            f"hyperparameters sagemaker_parameter_server_port and sagemaker_liveness_port are both {ps_port}: "
+            "the two need different ports"
+        )
+    return ClusterSettings(
+        parameter_server_enabled=_flag(framework, "sagemaker_parameter_server_enabled"),
+        parameter_server_port=ps_port,
+        liveness_port=liveness_port,
+        host_wait_seconds=_seconds_from_environ(environ, HOST_WAIT_VARIABLE, DEFAULT_HOST_WAIT_SECONDS),
+        heartbeat_timeout_seconds=_seconds_from_environ(
+            environ, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
+        ),
+        host_addresses=_host_addresses(environ),
+    )
+
+
+def _check_supported(framework: Mapping[str, Any]) -> Tuple[str, ...]:
+    """Fails on an option this image cannot honour; returns the companions given without it."""
+    for key, feature in _UNSUPPORTED.items():
+        if _flag(framework, key):
+            raise ConfigurationError(
+                f"hyperparameter {key} is not supported by this image: it does not provide {feature}. "
+                f"Remove {key} from the estimator, or use an image that supports it."
+            )
+    return tuple(key for key, enabler in _COMPANIONS.items() if key in framework and not _flag(framework, enabler))
 
 
 def _mode(framework: Mapping[str, Any]) -> Optional[str]:
@@ -238,7 +363,7 @@ def _channels(path: str, paths: Paths, config: Mapping[str, Any]) -> Mapping[str
     return channels
 
 
-def read(paths: Paths) -> TrainingEnvironment:
+def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvironment:
     """Reads and checks the three configuration files; raises ConfigurationError naming the problem."""
     hyperparameters_path = paths.config_file("hyperparameters.json")
     resource_path = paths.config_file("resourceconfig.json")
@@ -251,7 +376,9 @@ def read(paths: Paths) -> TrainingEnvironment:
     decoded = {key: decode_hyperparameter(value) for key, value in raw.items()}
     framework = {key: value for key, value in decoded.items() if key.startswith("sagemaker_")}
     user = {key: value for key, value in decoded.items() if not key.startswith("sagemaker_")}
-    ignored = tuple(sorted(key for key in framework if key not in _READ and key not in _ACCEPTED))
+    known = _READ | _ACCEPTED | _UNSUPPORTED.keys() | _COMPANIONS.keys()
+    unused_companions = _check_supported(framework)
+    ignored = tuple(sorted({key for key in framework if key not in known} | set(unused_companions)))
 
     hosts, current_host, interface = _resources(resource_path, resource_config)
 
@@ -273,5 +400,6 @@ def read(paths: Paths) -> TrainingEnvironment:
         mode=_mode(framework),
         kvstore=_optional_string(framework, "sagemaker_kvstore"),
         stop_grace_seconds=_stop_grace(framework),
+        cluster=_cluster(framework, environ),
         ignored_parameters=ignored,
     )

@@ -49,3 +49,11 @@ class Stopped(ToolkitError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class Aborted(ToolkitError):
+    """The job was ended because another part of it failed: another host, or a parameter-server process."""
+
+
+class ClusterError(ToolkitError):
+    """The hosts of a multi-host job could not find or reach each other."""

@@ -6,6 +6,7 @@ is written as a JSON record (type, message, where, traceback) to the file named 
 ``error_record.FILE_VARIABLE``, from which the supervisor writes the job's failure reason.
 """
 
+import errno
 import importlib.util
 import inspect
 import json
@@ -13,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 
 from sagemaker_mxnet_container import error_record
 
@@ -120,11 +122,37 @@ def _save(module, model, training):
         logger.warning("train() returned nothing, so no model was saved by the toolkit")
         return
     user_save = getattr(module, "save", None)
-    if callable(user_save):
-        user_save(model, model_dir)
-    else:
-        save(model_dir, model, training["current_host"], training["hosts"])
+    try:
+        if callable(user_save):
+            user_save(model, model_dir)
+        else:
+            save(model_dir, model, training["current_host"], training["hosts"])
+    except Exception as error:
+        _raise_if_disk_full(model_dir, error)
+        raise
     logger.info("Model saved in %s", model_dir)
+
+
+# Below this much free space a failed save is put down to a full disk.
+_FULL_BELOW_BYTES = 1024 * 1024
+
+
+def _raise_if_disk_full(model_dir, error):
+    """MXNet reports a full disk as "FileStream.Write incomplete" under a C++ traceback; the
+    user needs to hear that the model's volume is full."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return
+    try:
+        stats = os.statvfs(model_dir)
+    except OSError:
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < _FULL_BELOW_BYTES:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device while saving the model in {model_dir} ({free} bytes free); "
+            f"increase the training volume size (the save failed with {type(error).__name__})",
+        ) from error
 
 
 def main():
@@ -133,7 +161,17 @@ def main():
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     training = json.loads(os.environ["SM_TRAINING_ENV"])
-    run(training, sys.argv[1])
+    try:
+        run(training, sys.argv[1])
+    except BaseException as error:
+        if os.environ.get("DMLC_ROLE") != "worker" or (isinstance(error, SystemExit) and not error.code):
+            raise
+        # At exit MXNet's distributed kvstore waits for every other worker, and they are still
+        # training: a failed worker would hang there, so it leaves without that handshake.
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 1)
 
 
 if __name__ == "__main__":

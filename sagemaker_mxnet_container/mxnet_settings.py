@@ -36,7 +36,10 @@ class MXNetSettings:
         return ",".join(self.contexts)
 
 
-def choose(num_hosts: int, num_gpus: int, kvstore_override: Optional[str] = None) -> MXNetSettings:
+def choose(
+    num_hosts: int, num_gpus: int, kvstore_override: Optional[str] = None, parameter_server: bool = True
+) -> MXNetSettings:
+    """``parameter_server`` False: the hosts do not share a parameter server, so each trains alone."""
     if num_gpus > 0:
         contexts = tuple(f"gpu({index})" for index in range(num_gpus))
     else:
@@ -48,7 +51,7 @@ def choose(num_hosts: int, num_gpus: int, kvstore_override: Optional[str] = None
                 f"can create here; use one of: {', '.join(KVSTORE_TYPES)}"
             )
         return MXNetSettings(contexts, kvstore_override)
-    if num_hosts > 1:
+    if num_hosts > 1 and parameter_server:
         # Aggregating on the GPUs before sending to the servers saves a copy per device.
         kvstore = "dist_device_sync" if num_gpus > 0 else "dist_sync"
     elif num_gpus > 1:

@@ -127,5 +127,12 @@ def script_command(program: Program, code_dir: str, arguments: List[str]) -> Lis
     return [sys.executable, program.path, *arguments]
 
 
+def as_ps_worker(command: List[str]) -> List[str]:
+    """A Python program's command, run through ``ps_worker`` so that a failure cannot hang at exit."""
+    if command[0] != sys.executable:
+        return command
+    return [sys.executable, "-m", "sagemaker_mxnet_container.ps_worker", *command[1:]]
+
+
 def legacy_command(program: Program) -> List[str]:
     return [sys.executable, "-m", "sagemaker_mxnet_container.legacy", program.path]

@@ -1,9 +1,13 @@
 """Starts the job's processes and supervises them, as a container init would.
 
-Each child runs in its own process group. Signals sent to ``train`` are forwarded to that group at
-once; a child that ignores SIGTERM is killed after a grace period, so the job still ends before
+Each child runs in its own process group. Signals sent to ``train`` are forwarded to those groups
+at once; a child that ignores SIGTERM is killed after a grace period, so the job still ends before
 the platform's SIGKILL. ``train`` may be PID 1, so it reaps every zombie, and as a child
 subreaper it also ends what the user's code left running when its main process exits.
+
+Foreground children (the user's processes, pip, the download) are waited for; background
+children (the parameter server's processes) run beside them until the job ends them. Another
+thread may ``abort`` the foreground children, for instance when another host of the job is lost.
 """
 
 import collections
@@ -14,9 +18,9 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from sagemaker_mxnet_container.errors import StartError, Stopped
+from sagemaker_mxnet_container.errors import Aborted, StartError, Stopped
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,8 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUI
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_CHILD_SUBREAPER = 36
 _LEFTOVER_GRACE_SECONDS = 3.0
+# An abort ends processes that did nothing wrong; they get less time than a platform stop.
+ABORT_GRACE_SECONDS = 10.0
 _TAIL_LINES = 100
 _TAIL_LINE_BYTES = 2000
 
@@ -36,6 +42,16 @@ class ProcessResult:
     stderr_tail: List[str]
     stopped_by_kill: bool = False
     """The supervisor sent SIGKILL because the child outlived the stop grace period."""
+    ended_at: float = 0.0
+    """``time.monotonic()`` when the child was reaped, to tell which of several failed first."""
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: Optional[str] = None
+    name: str = ""
 
 
 def exit_code_of(status: int) -> int:
@@ -80,17 +96,42 @@ class _StderrTee:
         return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
 
+class _Child:
+    def __init__(self, command: Command, popen: subprocess.Popen, tee: _StderrTee, background: bool):
+        self.name = command.name or os.path.basename(command.argv[0])
+        self.pid = popen.pid
+        self.popen = popen
+        self.tee = tee
+        self.background = background
+        self.status: Optional[int] = None
+        self.ended_at = 0.0
+        self.killed = False
+
+    def result(self) -> ProcessResult:
+        killed_by = -os.waitstatus_to_exitcode(self.status) if os.WIFSIGNALED(self.status) else None
+        return ProcessResult(
+            exit_code_of(self.status),
+            killed_by,
+            self.tee.tail(timeout=5.0),
+            self.killed and killed_by == signal.SIGKILL,
+            self.ended_at,
+        )
+
+
 class Supervisor:
-    """Runs the job's children one stage at a time and owns the process's signal handling."""
+    """Runs the job's children and owns the process's signal handling."""
 
     def __init__(self, stop_grace_seconds: float = 100.0):
         self.stop_grace_seconds = stop_grace_seconds
         self.stop_signal: Optional[int] = None
-        self._child: Optional[subprocess.Popen] = None
+        self.abort_reason: Optional[str] = None
+        self.on_background_exit: Optional[Callable[[str, ProcessResult], None]] = None
+        self._lock = threading.RLock()
+        self._live: Dict[int, _Child] = {}
         self._in_run = False
         self._pending: List[int] = []
         self._kill_armed = False
-        self._killed = False
+        self._abort_timer: Optional[threading.Timer] = None
         self._closed = False
 
     def install(self) -> None:
@@ -103,103 +144,274 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame) -> None:
         if signum in STOP_SIGNALS and self.stop_signal is None:
             self.stop_signal = signum
-        if self._child is not None:
+        if self._foreground():
             self._forward(signum)
         elif self._in_run:
-            # Inside run() but with no child to forward to: it is starting, or it has ended and its
-            # leftovers are being ended. Raising here would orphan the one or abandon the other;
-            # the stop is noted, and the caller (or the next run()) acts on it.
+            # Inside a run but with no child to forward to: it is starting, or it has ended and
+            # its leftovers are being ended. Raising here would orphan the one or abandon the
+            # other; the stop is noted, and the caller (or the next run) acts on it.
             self._pending.append(signum)
         elif signum in STOP_SIGNALS and not self._closed:
+            self._signal_background(signum)
             raise Stopped(_stopped_message(signum, "before the user's code started"), signum)
 
     def close(self) -> None:
         """After the last stage: stop signals are only noted, never raised."""
         self._closed = True
 
+    def _foreground(self) -> List[_Child]:
+        with self._lock:
+            return [child for child in self._live.values() if not child.background]
+
+    def _background(self) -> List[_Child]:
+        with self._lock:
+            return [child for child in self._live.values() if child.background]
+
     def _forward(self, signum: int) -> None:
-        try:
-            os.killpg(self._child.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            return
-        if signum in STOP_SIGNALS and not self._kill_armed:
-            self._kill_armed = True
-            if self.stop_grace_seconds > 0:
-                signal.setitimer(signal.ITIMER_REAL, self.stop_grace_seconds)
-            else:
-                # No grace: setitimer(0) would disarm the timer and never kill a child that
-                # ignores the signal.
-                self._kill_group()
+        for child in self._foreground():
+            _signal_group(child.pid, signum)
+        if signum in STOP_SIGNALS:
+            # The parameter server's processes are no use once the user's processes stop.
+            self._signal_background(signum)
+            if not self._kill_armed:
+                self._kill_armed = True
+                if self.stop_grace_seconds > 0:
+                    signal.setitimer(signal.ITIMER_REAL, self.stop_grace_seconds)
+                else:
+                    # No grace: setitimer(0) would disarm the timer and never kill a child that
+                    # ignores the signal.
+                    self._kill_foreground()
+
+    def _signal_background(self, signum: int) -> None:
+        for child in self._background():
+            _signal_group(child.pid, signum)
 
     def _on_alarm(self, _signum: int, _frame) -> None:
-        if self._child is not None:
+        if self._foreground():
             logger.warning(
                 "The process did not exit within %.0f s of %s; killing it",
                 self.stop_grace_seconds,
                 signal.Signals(self.stop_signal or signal.SIGTERM).name,
             )
-            self._kill_group()
+            self._kill_foreground()
 
-    def _kill_group(self) -> None:
-        self._killed = True
+    def _kill_foreground(self) -> None:
+        for child in self._foreground():
+            child.killed = True
+            _signal_group(child.pid, signal.SIGKILL)
+
+    def abort(self, reason: str) -> None:
+        """Ends the foreground children because of ``reason``; safe to call from any thread.
+
+        The first reason is kept, and makes the next ``run_all`` or ``start_background`` raise
+        ``Aborted``.
+        """
+        with self._lock:
+            if self.abort_reason is None:
+                self.abort_reason = reason
+        self._end_foreground()
+
+    def _end_foreground(self) -> None:
+        """SIGTERM to the foreground children, SIGKILL after ABORT_GRACE_SECONDS."""
+        with self._lock:
+            targets = self._foreground()
+            if targets and self._abort_timer is None:
+                self._abort_timer = threading.Timer(ABORT_GRACE_SECONDS, self._kill_foreground)
+                self._abort_timer.daemon = True
+                self._abort_timer.start()
+        for child in targets:
+            _signal_group(child.pid, signal.SIGTERM)
+
+    def _check_can_start(self) -> None:
+        if self.stop_signal is not None:
+            raise Stopped(_stopped_message(self.stop_signal, "before the next step started"), self.stop_signal)
+        if self.abort_reason is not None:
+            raise Aborted(self.abort_reason)
+
+    def _start(self, command: Command, background: bool) -> _Child:
         try:
-            os.killpg(self._child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            popen = subprocess.Popen(
+                list(command.argv),
+                env=dict(command.env),
+                cwd=command.cwd,
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise StartError(
+                f"cannot start {command.argv[0]}: {error.strerror or error} (check that it exists, is executable, "
+                "and that its #! line names an interpreter present in the image)"
+            ) from None
+        # The pipe's reader is ours from here on; Popen must not close it.
+        tee = _StderrTee(os.dup(popen.stderr.fileno()))
+        popen.stderr.close()
+        popen.stderr = None
+        child = _Child(command, popen, tee, background)
+        with self._lock:
+            self._live[child.pid] = child
+        return child
+
+    def start_background(self, command: Command) -> None:
+        """Starts a child that runs beside the foreground ones until ``end_background``.
+
+        When it exits, ``on_background_exit`` is called with its name and result, from whichever
+        of ``run_all``, ``poll`` or ``end_background`` reaped it.
+        """
+        self._check_can_start()
+        self._start(command, background=True)
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Optional[str] = None) -> ProcessResult:
         """Runs one child to completion, then ends anything it left behind."""
-        if self.stop_signal is not None:
-            raise Stopped(_stopped_message(self.stop_signal, "before the next step started"), self.stop_signal)
+        return self.run_all([Command(argv, env, cwd)])[0]
+
+    def run_all(self, commands: Sequence[Command]) -> List[ProcessResult]:
+        """Runs the commands side by side until all have exited, then ends what they left behind.
+
+        The first to fail (exit non-zero) ends the others: one failed rank must not leave the
+        rest blocked, waiting for it forever.
+        """
+        self._check_can_start()
         self._in_run = True
-        self._killed = False
         self._pending.clear()
+        children: List[_Child] = []
         try:
             try:
-                child = subprocess.Popen(
-                    list(argv),
-                    env=dict(env),
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
-            except OSError as error:
-                raise StartError(
-                    f"cannot start {argv[0]}: {error.strerror or error} (check that it exists, is executable, "
-                    "and that its #! line names an interpreter present in the image)"
-                ) from None
-            # The pipe's reader is ours from here on; Popen must not close it.
-            tee = _StderrTee(os.dup(child.stderr.fileno()))
-            child.stderr.close()
-            child.stderr = None
-            self._child = child
+                for command in commands:
+                    children.append(self._start(command, background=False))
+            except StartError:
+                self._terminate(children)
+                self._wait_until_ended(children)
+                raise
             for signum in self._pending:
                 self._forward(signum)
             self._pending.clear()
+            if self.abort_reason is not None:
+                self._end_foreground()
             try:
-                status = self._wait_for(child.pid)
+                self._wait_until_ended(children, fail_fast=len(children) > 1)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                self._kill_armed = False
-                self._child = None
-            child.returncode = os.waitstatus_to_exitcode(status)
-            _end_leftovers(child.pid)
+                with self._lock:
+                    self._kill_armed = False
+                    if self._abort_timer is not None:
+                        self._abort_timer.cancel()
+                        self._abort_timer = None
+            self._end_leftovers([child.pid for child in children])
         finally:
             self._in_run = False
             self._pending.clear()
-        killed_by = -child.returncode if child.returncode < 0 else None
-        return ProcessResult(
-            exit_code_of(status), killed_by, tee.tail(timeout=5.0), self._killed and killed_by == signal.SIGKILL
-        )
+        return [child.result() for child in children]
 
-    @staticmethod
-    def _wait_for(pid: int) -> int:
-        """Reaps children until ``pid`` exits: orphans re-parented to us become zombies otherwise."""
+    def _terminate(self, children: Sequence[_Child]) -> None:
+        for child in children:
+            if child.status is None:
+                _signal_group(child.pid, signal.SIGTERM)
+
+    def _wait_until_ended(self, children: Sequence[_Child], fail_fast: bool = False) -> None:
+        """Reaps every child (orphans re-parented to us would stay zombies) until ``children`` end."""
+        failed = False
+        while any(child.status is None for child in children):
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            child = self._reaped(pid, status)
+            if fail_fast and not failed and child in children and os.waitstatus_to_exitcode(status) != 0:
+                failed = True
+                logger.error("%s (pid %d) failed; ending the other processes", child.name, child.pid)
+                self._end_foreground()
+
+    def _reaped(self, pid: int, status: int) -> Optional[_Child]:
+        with self._lock:
+            child = self._live.pop(pid, None)
+        if child is None:
+            return None
+        child.status = status
+        child.ended_at = time.monotonic()
+        if child.background and self.on_background_exit is not None:
+            self.on_background_exit(child.name, child.result())
+        return child
+
+    def poll(self) -> bool:
+        """Reaps children that have exited; True while some child of ours is still running."""
         while True:
-            reaped, status = os.waitpid(-1, 0)
-            if reaped == pid:
-                return status
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            self._reaped(pid, status)
+
+    def end_background(self, wait_seconds: float = 0.0) -> None:
+        """Gives the background children ``wait_seconds`` to exit by themselves, then ends them."""
+        deadline = time.monotonic() + wait_seconds
+        while self._background() and time.monotonic() < deadline:
+            self.poll()
+            time.sleep(0.05)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not self._background():
+                return
+            self._signal_background(signum)
+            deadline = time.monotonic() + _LEFTOVER_GRACE_SECONDS
+            while self._background() and time.monotonic() < deadline:
+                self.poll()
+                time.sleep(0.05)
+
+    def _end_leftovers(self, pgids: Sequence[int]) -> None:
+        """Ends what the foreground children left running: SIGTERM, a short grace, then SIGKILL."""
+        if not self._has_leftovers(pgids):
+            return
+        logger.info("Ending processes the user's code left running")
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            for pgid in pgids:
+                _signal_group(pgid, signum)
+            for process in self._strays():
+                try:
+                    process.send_signal(signum)
+                except Exception:  # psutil.Error, imported lazily
+                    pass
+            deadline = time.monotonic() + _LEFTOVER_GRACE_SECONDS
+            while time.monotonic() < deadline:
+                if not self._has_leftovers(pgids):
+                    return
+                time.sleep(0.05)
+
+    def _has_leftovers(self, pgids: Sequence[int]) -> bool:
+        running = self.poll()
+        if any(_group_alive(pgid) for pgid in pgids):
+            return True
+        if not running:
+            return False
+        return not self._background() or bool(self._strays())
+
+    def _strays(self) -> list:
+        """Our running descendants outside the background children's trees.
+
+        Descendants that left their group (setsid, daemons) are still our children as subreaper.
+        """
+        if not self.poll():
+            return []
+        import psutil
+
+        background = {child.pid for child in self._background()}
+        strays = []
+        for process in psutil.Process().children():
+            if process.pid in background:
+                continue
+            try:
+                strays += [process, *process.children(recursive=True)]
+            except psutil.Error:
+                pass
+        return strays
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -226,48 +438,6 @@ def _become_subreaper() -> None:
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         logger.debug("Could not become a child subreaper; leftover processes are ended by group only")
-
-
-def _reap_all() -> bool:
-    """Reaps exited children; True while some child is still running."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
-
-
-def _signal_leftovers(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if not _reap_all():
-        return
-    # Descendants that left the group (setsid, daemons) are still our children as subreaper.
-    import psutil
-
-    for process in psutil.Process().children(recursive=True):
-        try:
-            process.send_signal(signum)
-        except psutil.Error:
-            pass
-
-
-def _end_leftovers(pgid: int) -> None:
-    """Ends what the main process left running: SIGTERM, a short grace, then SIGKILL."""
-    if not _group_alive(pgid) and not _reap_all():
-        return
-    logger.info("Ending processes the user's code left running")
-    for signum, grace in ((signal.SIGTERM, _LEFTOVER_GRACE_SECONDS), (signal.SIGKILL, _LEFTOVER_GRACE_SECONDS)):
-        _signal_leftovers(pgid, signum)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not _reap_all() and not _group_alive(pgid):
-                return
-            time.sleep(0.05)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import install_fake_nvidia_smi, train_environ
+from conftest import host_jobs, install_fake_nvidia_smi, train_environ
+
+from sagemaker_mxnet_container import local
+from sagemaker_mxnet_container.local import free_port
 
 LEGACY_DUMP = """
 import json, os
@@ -43,17 +46,22 @@ def _gpus(count):
     ],
 )
 def test_legacy_train_gets_contexts_and_kvstore_for_the_hosts_gpus(
-    make_job, run_train, tmp_path, monkeypatch, gpus, visible, hosts, expected
+    make_job, tmp_path, monkeypatch, gpus, visible, hosts, expected
 ):
     install_fake_nvidia_smi(tmp_path, monkeypatch, stdout=_gpus(gpus))
-    job = make_job({"sagemaker_program": "legacy.py"}, hosts=hosts)
-    job.code_dir.mkdir()
-    (job.code_dir / "legacy.py").write_text(LEGACY_DUMP)
+    ports = {"sagemaker_parameter_server_port": free_port(), "sagemaker_liveness_port": free_port()}
+    jobs = host_jobs(make_job, hosts, {"sagemaker_program": "legacy.py", **ports})
+    for job in jobs.values():
+        job.code_dir.mkdir()
+        (job.code_dir / "legacy.py").write_text(LEGACY_DUMP)
+    environ = train_environ(jobs[hosts[0]], {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible})
 
-    run = run_train(job, env={} if visible is None else {"CUDA_VISIBLE_DEVICES": visible})
+    # Several hosts run as the local runner runs them: each the real train, on loopback.
+    codes = local.run_hosts({host: str(job.base) for host, job in jobs.items()}, environ)
 
-    assert run.returncode == 0, run.stderr
-    assert json.loads((job.model_dir / "devices.json").read_text()) == expected
+    assert codes == {host: 0 for host in hosts}
+    for job in jobs.values():
+        assert json.loads((job.model_dir / "devices.json").read_text()) == expected
 
 
 def test_the_kvstore_hyperparameter_overrides_the_choice(make_job, run_train):

@@ -141,7 +141,9 @@ def test_unknown_sagemaker_keys_are_reported_as_ignored_and_known_ones_are_not(m
             "sagemaker_enable_cloudwatch_metrics": False,
             "sagemaker_estimator_class_name": "MXNet",
             "sagemaker_estimator_module": "sagemaker.mxnet.estimator",
-            "sagemaker_distributed_dataparallel_enabled": True,
+            "sagemaker_distributed_dataparallel_enabled": False,
+            "sagemaker_mpi_num_of_processes_per_host": 2,
+            "sagemaker_parameter_server_enabled": True,
             "sagemaker_a_typo": 1,
             "not_reserved": 1,
         }
@@ -149,7 +151,8 @@ def test_unknown_sagemaker_keys_are_reported_as_ignored_and_known_ones_are_not(m
 
     env = read(job)
 
-    assert env.ignored_parameters == ("sagemaker_a_typo", "sagemaker_distributed_dataparallel_enabled")
+    # A companion setting without the option it configures changes nothing, so it is reported.
+    assert env.ignored_parameters == ("sagemaker_a_typo", "sagemaker_mpi_num_of_processes_per_host")
 
 
 # --- log level --------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _assert_trained(job, run, data):
 @pytest.mark.parametrize("mode", ["legacy", "script"])
 def test_mnist_from_s3_trains_a_model_that_scores_on_the_test_set(s3, make_job, run_train, mnist_data, mode):
     uri = s3.put("code-bucket", f"jobs/{mode}/source/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / mode))
-    epochs = 2 if mnist_data == MNIST_FULL else 5
+    epochs = 1 if mnist_data == MNIST_FULL else 5
     job = _mnist_job(make_job, mnist_data, uri, epochs)
 
     run = run_train(job)

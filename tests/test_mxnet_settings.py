@@ -25,6 +25,11 @@ def test_kvstore_and_contexts_follow_hosts_and_gpus(hosts, gpus, kvstore, contex
     assert settings.contexts == tuple(contexts.split(","))
 
 
+@pytest.mark.parametrize(("gpus", "kvstore"), [(0, "local"), (1, "local"), (2, "device")])
+def test_hosts_without_a_parameter_server_get_a_single_host_kvstore(gpus, kvstore):
+    assert choose(3, gpus, parameter_server=False).kvstore == kvstore
+
+
 @pytest.mark.parametrize("override", ["dist_async", "nccl", "local", "dist_sync_device"])
 def test_a_valid_kvstore_override_wins_and_keeps_the_contexts(override):
     settings = choose(2, 2, override)
