@@ -19,6 +19,8 @@ from sagemaker_mxnet_container import (
     distributed,
     environment,
     error_record,
+    horovod_launch,
+    horovod_settings,
     logs,
     mxnet_settings,
     outcome,
@@ -27,7 +29,7 @@ from sagemaker_mxnet_container import (
     resources,
     sm_variables,
 )
-from sagemaker_mxnet_container.errors import Aborted, Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,9 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
     user_program = program.choose(code_dir, env.program, env.mode)
     requirements.install(code_dir, supervisor)
     found = resources.detect()
-    parameter_server = distributed.uses_parameter_server(env, user_program.mode == program.LEGACY)
+    horovod = horovod_settings.read(env.framework_parameters, found.num_gpus, found.num_cpus)
+    # Horovod's ranks exchange gradients themselves; a parameter server beside them would idle.
+    parameter_server = horovod is None and distributed.uses_parameter_server(env, user_program.mode == program.LEGACY)
     settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore, parameter_server)
     logger.info(
         "Running %s in %s mode (%s); context %s, kvstore %s",
@@ -69,6 +73,9 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
     child_env.update(sm_variables.variables(training, code_dir))
     name = os.path.basename(user_program.path)
 
+    if horovod is not None:
+        _run_horovod(env, job, supervisor, horovod, user_program, child_env, code_dir, found.num_cpus)
+        return
     servers = (
         distributed.parameter_server(job, supervisor, child_env, code_dir)
         if parameter_server
@@ -86,6 +93,32 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
             result = supervisor.run(command, env=child_env, cwd=code_dir)
             reason = outcome.script_failure(name, result) if result.exit_code else None
         _check_outcome(paths, supervisor, name, result, reason)
+        job.finish(supervisor)
+
+
+def _run_horovod(
+    env: environment.TrainingEnvironment,
+    job: distributed.Cluster,
+    supervisor: Supervisor,
+    settings: horovod_settings.HorovodSettings,
+    user_program: program.Program,
+    child_env: dict,
+    code_dir: str,
+    num_cpus: int,
+) -> None:
+    """Runs the user's program as this host's Horovod ranks, until every host has finished."""
+    if user_program.mode == program.LEGACY:
+        raise ConfigurationError(
+            "sagemaker_mpi_enabled runs the entry point once per Horovod rank, as a program, but "
+            f"{os.path.basename(user_program.path)} is a legacy-mode module ({user_program.reason}); "
+            "give it an if __name__ == '__main__': block, or set sagemaker_mode to script"
+        )
+    name = os.path.basename(user_program.path)
+    command = program.script_command(user_program, code_dir, sm_variables.user_arguments(env.hyperparameters))
+    with horovod_launch.launch(job, supervisor, settings, child_env, code_dir) as launcher:
+        result, reason = launcher.run(command, name, num_cpus)
+        if result is not None:
+            _check_outcome(env.paths, supervisor, name, result, reason)
         job.finish(supervisor)
 
 

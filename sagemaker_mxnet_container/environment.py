@@ -37,6 +37,7 @@ _READ = frozenset(
         "sagemaker_parameter_server_enabled",
         "sagemaker_parameter_server_port",
         "sagemaker_liveness_port",
+        "sagemaker_mpi_enabled",
     }
 )
 _ACCEPTED = frozenset(
@@ -50,7 +51,6 @@ _ACCEPTED = frozenset(
 # Options of other images' launchers: silently running without them would train something else
 # than the user asked for (one process instead of many, no gradient sharing).
 _UNSUPPORTED = {
-    "sagemaker_mpi_enabled": "MPI/Horovod launching",
     "sagemaker_distributed_dataparallel_enabled": "SageMaker distributed data parallel (smdistributed)",
     "sagemaker_multi_worker_mirrored_strategy_enabled": "TensorFlow's MultiWorkerMirroredStrategy",
     "sagemaker_pytorch_xla_multi_worker_enabled": "PyTorch/XLA multi-worker training",
@@ -60,6 +60,8 @@ _UNSUPPORTED = {
 _COMPANIONS = {
     "sagemaker_mpi_num_of_processes_per_host": "sagemaker_mpi_enabled",
     "sagemaker_mpi_custom_mpi_options": "sagemaker_mpi_enabled",
+    "sagemaker_mpi_launcher": "sagemaker_mpi_enabled",
+    "sagemaker_horovod_rendezvous_port": "sagemaker_mpi_enabled",
     "sagemaker_distributed_dataparallel_custom_mpi_options": "sagemaker_distributed_dataparallel_enabled",
 }
 

@@ -99,6 +99,35 @@ def test_an_unknown_reserved_hyperparameter_is_logged_once_as_ignored(code_job, 
     assert run.stderr.count("Ignoring hyperparameter sagemaker_shiny_new_option") == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "feature"),
+    [
+        ("sagemaker_distributed_dataparallel_enabled", "SageMaker distributed data parallel"),
+        ("sagemaker_multi_worker_mirrored_strategy_enabled", "MultiWorkerMirroredStrategy"),
+        ("sagemaker_pytorch_xla_multi_worker_enabled", "PyTorch/XLA"),
+        ("sagemaker_torch_distributed_enabled", "torch.distributed"),
+    ],
+)
+def test_an_unsupported_reserved_option_ends_the_job_at_once_naming_it(code_job, run_train, option, feature):
+    job = code_job(PROGRAM, {option: True})
+
+    run = run_train(job)
+
+    assert run.returncode == 1
+    first_line = job.failure.splitlines()[0]
+    assert first_line.startswith(f"hyperparameter {option} is not supported by this image")
+    assert feature in first_line
+    assert not (code_job.markers / "ran").exists()
+
+
+def test_an_unsupported_option_that_is_switched_off_changes_nothing(code_job, run_train):
+    job = code_job(PROGRAM, {"sagemaker_distributed_dataparallel_enabled": False})
+
+    run = run_train(job)
+
+    assert run.returncode == 0, run.stderr
+
+
 def test_no_secret_reaches_a_log_or_the_failure_file(code_job, run_train):
     job = code_job(
         "import sys\nprint('training'); raise SystemExit('failed with ' + sys.argv[-1])\n",
