@@ -1,4 +1,4 @@
-"""MNIST multilayer perceptron written for the legacy SageMaker MXNet interface.
+"""MNIST convolutional network (a small LeNet) written for the legacy SageMaker MXNet interface.
 
 Legacy mode (the only mode of the MXNet <= 1.2 images) imports this module and
 calls ``train`` with keyword arguments chosen from the names in its signature;

@@ -1,4 +1,4 @@
-"""MNIST multilayer perceptron written for SageMaker script mode.
+"""MNIST convolutional network (a small LeNet) written for SageMaker script mode.
 
 The container runs this file as a program; everything it needs arrives as
 command-line arguments (hyperparameters) or ``SM_*`` environment variables
