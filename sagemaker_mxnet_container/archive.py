@@ -11,14 +11,18 @@ import os
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Set
+from typing import Dict, Iterable, List, Optional, Set
 
-from sagemaker_mxnet_container.errors import ArchiveError
+from sagemaker_mxnet_container.errors import ArchiveError, ConfigurationError
 
 # Python 3.11.4+ (and distributions that backported PEP 706) raise these from the data filter.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 # Corrupt compressed data surfaces from the decompressor itself, not as a TarError.
 _READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
+
+
+MAX_MEMBERS_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_MEMBERS"
+MAX_BYTES_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_BYTES"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,23 @@ class Limits:
 
     max_members: int = 100_000
     max_total_bytes: int = 20 * 1024**3
+
+    @classmethod
+    def from_environ(cls, environ=os.environ) -> "Limits":
+        """The defaults, or what the image (or ``docker run -e``) sets in the two variables."""
+        return cls(
+            max_members=_positive(environ, MAX_MEMBERS_VARIABLE, cls.max_members),
+            max_total_bytes=_positive(environ, MAX_BYTES_VARIABLE, cls.max_total_bytes),
+        )
+
+
+def _positive(environ, name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"{name} must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 class _Namespace:
@@ -200,8 +221,12 @@ def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarI
     return members
 
 
-def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> None:
-    """Checks every member of a tar archive (any compression), then extracts it."""
+def extract(archive_path: str, destination: str, limits: Optional[Limits] = None) -> None:
+    """Checks every member of a tar archive (any compression), then extracts it.
+
+    ``limits`` defaults to ``Limits.from_environ()``.
+    """
+    limits = limits or Limits.from_environ()
     try:
         with tarfile.open(archive_path, "r:*") as archive:
             members = _read_members(archive, limits)

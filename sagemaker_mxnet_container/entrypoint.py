@@ -40,6 +40,8 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     env = environment.read(paths)
     logs.configure(env.log_level)
     logs.use_secrets_of(env.hyperparameters)
+    # Hyperparameters no process could receive fail now, not after the download and pip.
+    sm_variables.check(env.hyperparameters, env.channels)
     supervisor.stop_grace_seconds = env.stop_grace_seconds
     for key in env.ignored_parameters:
         logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
@@ -176,7 +178,12 @@ def main(argv=None) -> int:
             error = ToolkitError(f"Internal error in sagemaker-mxnet-container: {type(error).__name__}: {error}")
         _record_failure(paths, str(error))
         return error.exit_code
-    outcome.record_success(paths)
+    try:
+        outcome.record_success(paths)
+    except OSError as error:
+        # Without output/success the platform cannot count the job as a success.
+        logger.error("Training finished but %s/success could not be written: %s", paths.output_dir, error)
+        return 1
     logger.info("Training succeeded")
     return 0
 

@@ -26,6 +26,18 @@ def _text(function, error: BaseException) -> str:
         return f"<{type(error).__name__} whose message could not be rendered>"
 
 
+def _message(error: BaseException) -> str:
+    text = _text(str, error)
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        # MXNet's errors start with the C++ stack; the check that failed is the last line, and it
+        # is what the failure reason must show first.
+        last = next(line.strip() for line in reversed(lines) if line.strip())
+        prefix = f"{type(error).__name__}: "
+        text = last.removeprefix(prefix) + "\n" + text
+    return text
+
+
 def write(error: BaseException, where: str) -> None:
     """Records ``error`` where the supervisor asked."""
     path = os.environ.get(FILE_VARIABLE)
@@ -33,7 +45,7 @@ def write(error: BaseException, where: str) -> None:
         return
     record = {
         "type": type(error).__name__,
-        "message": _text(str, error)[:_MAX_FIELD],
+        "message": _message(error)[:_MAX_FIELD],
         "where": where,
         "traceback": _text(lambda e: "".join(traceback.format_exception(e)), error)[-_MAX_FIELD:],
     }

@@ -15,6 +15,9 @@ _SECRET_NAME = re.compile(r"SECRET|TOKEN(?![A-Z])|PASSWORD|PASSWD|CREDENTIAL|API
 # AWS access key ids are not secret alone, but name the account; mask them with their secret.
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{16}\b")
 _MASK = "****"
+# Credentials inside a URL (https://user:token@host/simple, a pip index or a direct requirement):
+# the whole user-info part goes, since a token is often the user name alone.
+_URL_USERINFO = re.compile(r"(?<=://)[^/\s@'\"<>]+@")
 # Short values ("1", "true") would mask ordinary words everywhere.
 _MIN_SECRET_LENGTH = 6
 
@@ -36,6 +39,7 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, _MASK)
+        text = _URL_USERINFO.sub(_MASK + "@", text)
         return _ACCESS_KEY_ID.sub(_MASK, text)
 
 

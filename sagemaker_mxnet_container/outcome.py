@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from sagemaker_mxnet_container import logs
 from sagemaker_mxnet_container.environment import Paths
+from sagemaker_mxnet_container.errors import ToolkitError
 from sagemaker_mxnet_container.runner import ProcessResult
 
 REASON_SHOWN = 1024
@@ -23,10 +24,18 @@ _SYNTAX_ERROR = re.compile(r"(SyntaxError|IndentationError|TabError): ")
 def clear(paths: Paths) -> None:
     """Removes a previous run's outcome, so an outcome file always describes this run."""
     for name in ("success", "failure"):
+        path = os.path.join(paths.output_dir, name)
         try:
-            os.unlink(os.path.join(paths.output_dir, name))
+            os.unlink(path)
         except FileNotFoundError:
             pass
+        except OSError as error:
+            # A read-only output/ fails unlink even where the file is absent; left unhandled it
+            # was an "Internal error" with a traceback, hiding what to fix.
+            raise ToolkitError(
+                f"cannot clear {path}: {error.strerror}; {paths.output_dir} must be writable for the job "
+                "to record its outcome"
+            ) from None
 
 
 def user_failure(paths: Paths) -> Optional[str]:
@@ -53,7 +62,9 @@ def record_failure(paths: Paths, reason: str) -> None:
         room = _MAX_FAILURE_BYTES - len(text) - 2
         text = logs.redact(existing).rstrip("\n")[:room] + "\n\n" + text
     os.makedirs(paths.output_dir, exist_ok=True)
-    with open(os.path.join(paths.output_dir, "failure"), "w", encoding="utf-8") as stream:
+    # A reason can carry undecodable bytes as surrogates (a file name from os.listdir in the
+    # user's exception): they are written escaped, never allowed to lose the whole reason.
+    with open(os.path.join(paths.output_dir, "failure"), "w", encoding="utf-8", errors="backslashreplace") as stream:
         stream.write(text)
 
 

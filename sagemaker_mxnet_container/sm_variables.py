@@ -8,13 +8,45 @@ the legacy-mode runner rebuilds ``train()``'s keyword arguments from it.
 import json
 import os
 import re
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, Iterable, List, Mapping
 
 from sagemaker_mxnet_container.environment import TrainingEnvironment
+from sagemaker_mxnet_container.errors import ConfigurationError
 from sagemaker_mxnet_container.mxnet_settings import MXNetSettings
 from sagemaker_mxnet_container.resources import Resources
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]")
+# Linux's MAX_ARG_STRLEN: execve refuses ("Argument list too long") any one argument or
+# NAME=value string longer than 32 pages, however small the rest is.
+MAX_STRING_BYTES = 32 * os.sysconf("SC_PAGE_SIZE")
+_SHOWN_KEY = 60
+
+
+def _shown(key: str) -> str:
+    """A key as an error message names it: repr, so control characters cannot forge lines."""
+    return repr(key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "...")
+
+
+def _passable(what: str, text: str) -> bytes:
+    """``text`` as execve will see it; ConfigurationError where no process could receive it."""
+    if "\0" in text:
+        raise ConfigurationError(
+            f"{what} contains a NUL character, which no program argument or environment variable can carry"
+        )
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeEncodeError as error:
+        raise ConfigurationError(
+            f"{what} is not valid Unicode text (a lone surrogate at position {error.start}); "
+            "it cannot be passed to the user's code"
+        ) from None
+    if len(encoded) + 1 > MAX_STRING_BYTES:
+        raise ConfigurationError(
+            f"{what} takes {len(encoded)} bytes, more than the {MAX_STRING_BYTES} Linux passes in one program "
+            "argument or environment variable: put large hyperparameter values in a file (in an input channel "
+            "or the code) and pass its name instead"
+        )
+    return encoded
 
 
 def to_argument(value: Any) -> str:
@@ -23,14 +55,31 @@ def to_argument(value: Any) -> str:
 
 
 def user_arguments(hyperparameters: Mapping[str, Any]) -> List[str]:
+    """``--name value`` pairs; ConfigurationError for a name or value no process can receive."""
     arguments = []
     for name in sorted(hyperparameters):
-        arguments += [f"--{name}", to_argument(hyperparameters[name])]
+        argument = to_argument(hyperparameters[name])
+        _passable(f"the name of hyperparameter {_shown(name)}", name)
+        _passable(f"the value of hyperparameter {_shown(name)}", argument)
+        arguments += [f"--{name}", argument]
     return arguments
 
 
 def variable_name(key: str) -> str:
     return _NOT_IN_NAME.sub("_", key).upper()
+
+
+def _check_distinct(prefix: str, keys: Iterable[str], what: str) -> None:
+    """Two keys that map to one variable would leave the user's code with only one of them."""
+    seen: Dict[str, str] = {}
+    for key in sorted(keys):
+        name = prefix + variable_name(key)
+        if name in seen:
+            raise ConfigurationError(
+                f"{what} {_shown(seen[name])} and {_shown(key)} would both be passed as {name}: rename one of "
+                "them (variable names are upper-cased, and characters other than letters, digits and _ become _)"
+            )
+        seen[name] = key
 
 
 def training_env(
@@ -67,9 +116,25 @@ def training_env(
     }
 
 
+def check(hyperparameters: Mapping[str, Any], channels: Iterable[str]) -> None:
+    """ConfigurationError where the hyperparameters or channels cannot reach the user's code
+    intact; cheap enough to run right after the configuration is read, before any download."""
+    _check_distinct("SM_HP_", hyperparameters, "hyperparameters")
+    _check_distinct("SM_CHANNEL_", channels, "channels")
+    user_arguments(hyperparameters)
+    # SM_HPS holds exactly this; SM_TRAINING_ENV holds it and more.
+    _passable("the variable SM_HPS", "SM_HPS=" + json.dumps(dict(hyperparameters)))
+
+
 def variables(training: Mapping[str, Any], code_dir: str) -> Dict[str, str]:
-    """The variables added to the user's process environment."""
+    """The variables added to the user's process environment.
+
+    Raises ConfigurationError, before anything runs, where a hyperparameter or channel could not
+    reach the user's code intact: two keys for one variable, a NUL, text that is not Unicode,
+    or more than one variable can hold (all hyperparameters travel in SM_HPS and SM_TRAINING_ENV).
+    """
     hyperparameters = training["hyperparameters"]
+    check(hyperparameters, training["channel_input_dirs"])
     result = {
         "SM_TRAINING_ENV": json.dumps(training),
         "SM_USER_ARGS": json.dumps(user_arguments(hyperparameters)),
@@ -115,4 +180,6 @@ def variables(training: Mapping[str, Any], code_dir: str) -> Dict[str, str]:
     # OpenMP and MXNet's engine would otherwise size their pools by the host's CPUs, not the
     # CPUs this container may use; the user's own settings win.
     result["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(training["num_cpus"]))
+    for name, value in result.items():
+        _passable(f"the variable {name}", f"{name}={value}")
     return result

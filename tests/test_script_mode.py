@@ -7,6 +7,8 @@ import sys
 
 from conftest import MNIST_SUBSET
 
+from sagemaker_mxnet_container import local
+
 DUMP = """
 import json, os, sys
 keys = [k for k in os.environ if k.startswith("SM_") or k in ("PYTHONPATH", "OMP_NUM_THREADS")]
@@ -47,18 +49,25 @@ def test_reserved_hyperparameters_are_not_passed_to_the_program(code_job, run_tr
     assert json.loads(_seen(job)["env"]["SM_FRAMEWORK_PARAMS"])["sagemaker_job_name"] == "job-1"
 
 
-def test_the_program_gets_the_sagemaker_training_environment(code_job, run_train):
-    job = code_job(
-        DUMP,
-        {"lr": 0.5, "sagemaker_job_name": "mnist-1"},
-        channels={"train": MNIST_SUBSET / "train", "test": MNIST_SUBSET / "test"},
-        hosts=("algo-2", "algo-1"),
-        current_host="algo-2",
-    )
+def test_the_program_gets_the_sagemaker_training_environment(code_job):
+    ports = {"sagemaker_parameter_server_port": local.free_port(), "sagemaker_liveness_port": local.free_port()}
+    jobs = {
+        host: code_job(
+            DUMP,
+            {"lr": 0.5, "sagemaker_job_name": "mnist-1", **ports},
+            channels={"train": MNIST_SUBSET / "train", "test": MNIST_SUBSET / "test"},
+            hosts=("algo-2", "algo-1"),
+            current_host=host,
+            name=host,
+        )
+        for host in ("algo-1", "algo-2")
+    }
 
-    run = run_train(job, env={"OMP_NUM_THREADS": "1"})
+    # Both hosts run for real, on loopback, as train-local runs them.
+    codes = local.run_hosts({host: str(job.base) for host, job in jobs.items()}, {**os.environ, "OMP_NUM_THREADS": "1"})
 
-    assert run.returncode == 0, run.stderr
+    assert codes == {"algo-1": 0, "algo-2": 0}
+    job = jobs["algo-2"]
     seen = _seen(job)
     env = seen["env"]
     base = str(job.base)

@@ -1,0 +1,225 @@
+"""Matrix, configuration rows the other configuration tests do not cover: wrong types, the
+platform's limits, non-ASCII, keys that collide as variables, and values no process can receive.
+
+Missing, empty, not-JSON and list-shaped files, a missing ``current_host``, one not in ``hosts``,
+empty ``hosts`` and a channel without its directory are in test_configuration_failures.py.
+Every run here is checked by ``run_checked`` (conftest) for the invariants of docs/reliability.md.
+"""
+
+import json
+
+import pytest
+
+from sagemaker_mxnet_container.sm_variables import MAX_STRING_BYTES
+
+RAN = "open(os.path.join(MARKERS, 'ran'), 'w').close()\n"
+
+
+def write_raw_hyperparameters(job, values):
+    """Hyperparameters exactly as given: the platform's JSON-in-string encoding is the caller's."""
+    job.write_config("hyperparameters.json", {"sagemaker_program": '"train.py"', **values})
+
+
+@pytest.mark.parametrize(
+    "file, content, reason",
+    [
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": "algo-1"},
+            "'hosts' must be a non-empty list of host names, got 'algo-1'",
+            id="hosts-a-string",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": 1, "hosts": ["algo-1"]},
+            "'current_host' must be this host's name, got 1",
+            id="current-host-a-number",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]},
+            "'hosts' lists a host more than once",
+            id="host-listed-twice",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": 0},
+            "'network_interface_name' must be a string, got 0",
+            id="interface-a-number",
+        ),
+        pytest.param(
+            "inputdataconfig.json",
+            {"train": ["File"]},
+            "channel 'train' must map to a JSON object",
+            id="channel-a-list",
+        ),
+        pytest.param(
+            "inputdataconfig.json",
+            {"../../etc": {}},
+            "channel name '../../etc' may only use letters, digits",
+            id="channel-name-climbing-out",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": "5"},
+            "hyperparameter sagemaker_program must be a string, got 5",
+            id="program-a-number",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_stop_grace_seconds": '"soon"'},
+            "hyperparameter sagemaker_stop_grace_seconds must be a number of seconds",
+            id="grace-not-a-number",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_container_log_level": '"LOUD"'},
+            "sagemaker_container_log_level 'LOUD' is not a logging level",
+            id="log-level-unknown",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_mode": '"fast"'},
+            "hyperparameter sagemaker_mode must be one of legacy, script, got 'fast'",
+            id="mode-unknown",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            '{"sagemaker_program": "\\"train.py\\"", "depth": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "hyperparameters.json is not valid JSON: maximum recursion depth exceeded",
+            id="nested-100000-deep",
+        ),
+    ],
+)
+def test_configuration_of_the_wrong_shape_fails_before_any_code_runs(code_job, run_checked, file, content, reason):
+    job = code_job(RAN)
+    job.write_config(file, content)
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert reason in finished.reason
+    assert not (code_job.markers / "ran").exists()
+
+
+# The platform's limits: 100 hyperparameters, keys of up to 256 characters, values of up to 2500.
+
+ECHO = """
+import json, sys
+received = {
+    "argv": sys.argv[1:],
+    "hps": json.loads(os.environ["SM_HPS"]),
+    "hp_variables": {k: v for k, v in os.environ.items() if k.startswith("SM_HP_")},
+}
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "received.json"), "w") as stream:
+    json.dump(received, stream)
+"""
+
+
+def received(job):
+    return json.loads((job.model_dir / "received.json").read_text())
+
+
+def test_100_hyperparameters_with_256_character_keys_and_values_reach_the_program(code_job, run_checked):
+    values = {f"{index:03d}".ljust(256, "k"): f"{index:03d}".ljust(256, "v") for index in range(99)}
+    job = code_job(ECHO)
+    write_raw_hyperparameters(job, {key: json.dumps(value) for key, value in values.items()})
+
+    finished = run_checked(job)
+
+    assert finished.exit_code == 0, finished.stderr[-3000:]
+    got = received(job)
+    assert got["hps"] == values
+    assert got["argv"] == [item for key in sorted(values) for item in (f"--{key}", values[key])]
+    assert got["hp_variables"] == {f"SM_HP_{key.upper()}": value for key, value in values.items()}
+
+
+def test_hyperparameters_at_the_platforms_largest_values_fail_clearly_before_any_code_runs(code_job, run_checked):
+    # 100 x (256 + 2500) characters: more than Linux lets one environment variable hold, and
+    # every hyperparameter travels in SM_HPS and SM_TRAINING_ENV. Without the check the program
+    # failed to start with "Argument list too long" and advice about #! lines.
+    job = code_job(RAN)
+    write_raw_hyperparameters(job, {f"{i:03d}".ljust(256, "k"): json.dumps("v" * 2498) for i in range(99)})
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith("the variable SM_HPS takes ")
+    assert f"more than the {MAX_STRING_BYTES} Linux passes in one program argument or environment variable" in (
+        finished.reason
+    )
+    assert "put large hyperparameter values in a file" in finished.reason
+    assert not (code_job.markers / "ran").exists()
+
+
+NON_ASCII = {
+    "学习率": 0.01,
+    "optimiseur": "évolutif",
+    "emoji": "🚀 launch",
+    "rtl": "שלום",
+    "combining": "e\u0301",
+    "mixed": ["ü", {"ключ": "значение"}],
+}
+
+
+def test_non_ascii_keys_and_values_reach_the_program_unchanged(code_job, run_checked):
+    job = code_job(ECHO, NON_ASCII)
+
+    finished = run_checked(job)
+
+    assert finished.exit_code == 0, finished.stderr[-3000:]
+    got = received(job)
+    assert got["hps"] == NON_ASCII
+    pairs = dict(zip(got["argv"][::2], got["argv"][1::2], strict=True))
+    assert pairs["--optimiseur"] == "évolutif"
+    assert pairs["--emoji"] == "🚀 launch"
+    assert json.loads(pairs["--mixed"]) == NON_ASCII["mixed"]
+    assert got["hp_variables"]["SM_HP_OPTIMISEUR"] == "évolutif"
+    assert got["hp_variables"]["SM_HP____"] == "0.01"
+
+
+@pytest.mark.parametrize(
+    "first, second, variable",
+    [("LR", "lr", "SM_HP_LR"), ("learning-rate", "learning_rate", "SM_HP_LEARNING_RATE"), ("a.b", "a_b", "SM_HP_A_B")],
+)
+def test_hyperparameters_that_collide_as_variables_fail_naming_both(code_job, run_checked, first, second, variable):
+    job = code_job(RAN, {first: 1, second: 2})
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith(f"hyperparameters {first!r} and {second!r} would both be passed as {variable}")
+    assert not (code_job.markers / "ran").exists()
+
+
+def test_channels_that_collide_as_variables_fail_naming_both(code_job, run_checked):
+    job = code_job(RAN)
+    for name in ("train-a", "train.a"):
+        job.channel(name).mkdir()
+    job.write_config("inputdataconfig.json", {"train-a": {}, "train.a": {}})
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith("channels 'train-a' and 'train.a' would both be passed as SM_CHANNEL_TRAIN_A")
+    assert not (code_job.markers / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "written, reason",
+    [
+        ('"x\\u0000y"', "the value of hyperparameter 'bad' contains a NUL character"),
+        ('"x\\ud800y"', "the value of hyperparameter 'bad' is not valid Unicode text (a lone surrogate at position 1)"),
+    ],
+    ids=["nul", "lone-surrogate"],
+)
+def test_values_no_process_can_receive_fail_naming_the_hyperparameter(code_job, run_checked, written, reason):
+    # Both used to end as "Internal error" from deep inside subprocess.
+    job = code_job(RAN)
+    write_raw_hyperparameters(job, {"bad": written})
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith(reason)
+    assert not (code_job.markers / "ran").exists()
