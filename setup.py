@@ -35,7 +35,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "train=sagemaker_mxnet_container.entrypoint:main",
+            "train=sagemaker_mxnet_container.entrypoint:run",
             "train-local=sagemaker_mxnet_container.local:main",
         ]
     },

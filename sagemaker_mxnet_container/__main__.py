@@ -1,5 +1,3 @@
-import sys
+from sagemaker_mxnet_container.entrypoint import run
 
-from sagemaker_mxnet_container.entrypoint import main
-
-sys.exit(main())
+run()

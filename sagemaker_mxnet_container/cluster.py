@@ -67,6 +67,23 @@ def resolve_hosts(hosts: Sequence[str], wait_seconds: float, overrides: Mapping[
     return addresses
 
 
+def check_port_free(port: int, host: str, service: str, hyperparameter: str) -> None:
+    """Raises ClusterError naming the port and the setting that moves it when the port is taken.
+
+    Checked before a service starts, because the services themselves fail without naming the cause
+    (ps-lite's scheduler aborts with a bare "bind failed"), or clients reach whatever else listens.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as error:
+            raise ClusterError(
+                f"Port {port} on {host} is in use ({error.strerror}), so {service} cannot start. "
+                f"Choose a free port with the hyperparameter {hyperparameter}."
+            ) from None
+
+
 class _Connection:
     """One end of a line-delimited JSON stream, with the time it was last heard from."""
 

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from urllib.parse import unquote, urlparse
 
-from sagemaker_mxnet_container import archive, error_record
+from sagemaker_mxnet_container import error_record
 from sagemaker_mxnet_container.environment import TrainingEnvironment
 from sagemaker_mxnet_container.errors import CodeError, DownloadError
 from sagemaker_mxnet_container.runner import Supervisor
@@ -53,7 +53,7 @@ def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
         shutil.copytree(local, code_dir, symlinks=True, dirs_exist_ok=True)
     elif os.path.isfile(local):
         logger.info("Extracting code from %s", local)
-        archive.extract(local, code_dir)
+        _extract(local, code_dir)
     else:
         raise CodeError(f"sagemaker_submit_directory {source!r} does not exist")
     return code_dir
@@ -77,4 +77,12 @@ def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Superv
             raise DownloadError(
                 f"cannot download code from {uri}: the download exited with {result.exit_code}\n{detail}"
             )
-        archive.extract(destination, env.paths.code_dir)
+        _extract(destination, env.paths.code_dir)
+
+
+def _extract(path: str, code_dir: str) -> None:
+    # tarfile and its compressors take milliseconds to import, and code already in place (the
+    # SDK's local mode, an image with the code baked in) never needs them.
+    from sagemaker_mxnet_container import archive
+
+    archive.extract(path, code_dir)

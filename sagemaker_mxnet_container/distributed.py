@@ -8,13 +8,12 @@ user's process: started before it, watched while it runs, and ended when the job
 import contextlib
 import logging
 import os
-import socket
 import sys
 from typing import Dict, Iterator, Mapping, Optional
 
 from sagemaker_mxnet_container import cluster
 from sagemaker_mxnet_container.environment import TrainingEnvironment
-from sagemaker_mxnet_container.errors import Aborted, ClusterError
+from sagemaker_mxnet_container.errors import Aborted
 from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -72,6 +71,30 @@ def join(env: TrainingEnvironment, supervisor: Supervisor) -> Iterator[Cluster]:
         link.close()
 
 
+class ServiceWatch:
+    """Makes the unexpected exit of a process the job relies on (a parameter server, a rendezvous
+    server, sshd) a failure on every host; a supervisor's ``on_background_exit``."""
+
+    def __init__(self, job: Cluster, supervisor: Supervisor, clean_exit_expected: bool = False):
+        self.job = job
+        self.supervisor = supervisor
+        self.clean_exit_expected = clean_exit_expected
+        self.ending = False
+        """Set once the job ends the services itself: their exits are then no failure."""
+
+    def __call__(self, name: str, result: ProcessResult) -> None:
+        if self.ending or self.supervisor.stop_signal is not None:
+            return
+        if result.exit_code == 0 and self.clean_exit_expected:
+            return
+        tail = "\n".join(line for line in result.stderr_tail[-20:] if line.strip())
+        reason = f"The {name} on {self.job.env.current_host} exited with code {result.exit_code} while the job ran." + (
+            f" Its last output:\n{tail}" if tail else ""
+        )
+        self.job.report_failure(reason)
+        self.supervisor.abort(reason)
+
+
 def uses_parameter_server(env: TrainingEnvironment, legacy: bool) -> bool:
     """Legacy code always expects ``dist_sync`` across hosts; a script may opt out."""
     if len(env.hosts) == 1:
@@ -105,23 +128,18 @@ def parameter_server(
     """
     env = job.env
     common = {**base_env, **ps_variables(env, job.addresses)}
-    ending = []
-
-    def on_exit(name: str, result: ProcessResult) -> None:
-        if ending or result.exit_code == 0 or supervisor.stop_signal is not None:
-            return
-        tail = "\n".join(line for line in result.stderr_tail[-20:] if line.strip())
-        reason = f"The parameter server's {name} on {env.current_host} exited with code {result.exit_code}." + (
-            f" Its last output:\n{tail}" if tail else ""
-        )
-        job.report_failure(reason)
-        supervisor.abort(reason)
-
-    supervisor.on_background_exit = on_exit
+    # ps-lite's processes exit 0 by themselves once every worker has finished.
+    watch = ServiceWatch(job, supervisor, clean_exit_expected=True)
+    supervisor.on_background_exit = watch
     launch = [sys.executable, "-c", "import mxnet"]
     try:
         if env.is_first_host:
-            _check_port_free(env.cluster.parameter_server_port, env.current_host)
+            cluster.check_port_free(
+                env.cluster.parameter_server_port,
+                env.current_host,
+                "the parameter-server scheduler",
+                "sagemaker_parameter_server_port",
+            )
             supervisor.start_background(
                 Command(launch, {**common, "DMLC_ROLE": "scheduler"}, code_dir, "ps-lite scheduler")
             )
@@ -134,22 +152,8 @@ def parameter_server(
         )
         yield {key: value for key, value in common.items() if key.startswith("DMLC_")} | {"DMLC_ROLE": "worker"}
     except BaseException:
-        ending.append(True)
+        watch.ending = True
         supervisor.end_background()
         raise
-    ending.append(True)
+    watch.ending = True
     supervisor.end_background(_SHUTDOWN_SECONDS)
-
-
-def _check_port_free(port: int, host: str) -> None:
-    """ps-lite's scheduler aborts with a bare 'bind failed' when its port is taken; say which and why."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind(("0.0.0.0", port))
-    except OSError as error:
-        raise ClusterError(
-            f"Port {port} on {host} is in use ({error.strerror}), so the parameter-server scheduler cannot start. "
-            "Choose a free port with the hyperparameter sagemaker_parameter_server_port."
-        ) from None
-    finally:
-        probe.close()

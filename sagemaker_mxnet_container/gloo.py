@@ -6,8 +6,8 @@ its place in the job: rank, size, local and cross rank, the host name the rendez
 and the interface to talk over. Ranks are ordered host by host, as ``mpirun --map-by slot`` orders
 them: host 0 holds ranks 0..N-1.
 
-Everything here is a pure function of the configuration, except the two network checks
-``check_port_free`` and ``wait_for_rendezvous``.
+Everything here is a pure function of the configuration, except the network check
+``wait_for_rendezvous``.
 """
 
 import socket
@@ -122,19 +122,6 @@ def worker_commands(
 def threads_per_worker(num_cpus: int, processes_per_host: int) -> int:
     """OpenMP threads for each of the host's workers, so that together they fill its CPUs once."""
     return max(1, num_cpus // processes_per_host)
-
-
-def check_port_free(port: int, host: str) -> None:
-    """Raises RendezvousError, naming the port and the setting, when the port is taken."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as error:
-            raise RendezvousError(
-                f"port {port} on {host} is in use ({error.strerror}), so the Horovod rendezvous server cannot "
-                "start there; choose a free port with the hyperparameter sagemaker_horovod_rendezvous_port"
-            ) from None
 
 
 def wait_for_rendezvous(address: str, port: int, timeout: float = DEFAULT_RENDEZVOUS_TIMEOUT_SECONDS) -> None:

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from sagemaker_mxnet_container import gloo, mpi, outcome
+from sagemaker_mxnet_container import cluster, distributed, gloo, mpi, outcome
 from sagemaker_mxnet_container.horovod_settings import GLOO, HorovodSettings
 from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
@@ -165,25 +165,19 @@ def launch(
 ) -> Iterator[Launcher]:
     """Starts what this host serves the job with (the rendezvous server, or sshd) for the block."""
     env = job.env
-    ending = []
-
-    def on_exit(name: str, result: ProcessResult) -> None:
-        if ending or supervisor.stop_signal is not None:
-            return
-        tail = "\n".join(line for line in result.stderr_tail[-20:] if line.strip())
-        reason = f"The {name} on {env.current_host} exited with code {result.exit_code} while the job ran." + (
-            f" Its last output:\n{tail}" if tail else ""
-        )
-        job.report_failure(reason)
-        supervisor.abort(reason)
-
-    supervisor.on_background_exit = on_exit
+    watch = distributed.ServiceWatch(job, supervisor)
+    supervisor.on_background_exit = watch
     scratch = None
     try:
         if settings.launcher == GLOO and env.is_first_host:
             # Checked here, not left to the server: the workers would otherwise connect to
             # whatever already listens there and fail in ways that do not name the cause.
-            gloo.check_port_free(settings.rendezvous_port, env.current_host)
+            cluster.check_port_free(
+                settings.rendezvous_port,
+                env.current_host,
+                "the Horovod rendezvous server",
+                "sagemaker_horovod_rendezvous_port",
+            )
             argv = gloo.rendezvous_command(env.hosts, settings.processes_per_host, settings.rendezvous_port)
             supervisor.start_background(Command(argv, dict(base_env), code_dir, "Horovod rendezvous server"))
         elif settings.launcher != GLOO and not env.is_first_host:
@@ -193,7 +187,7 @@ def launch(
             supervisor.start_background(Command(mpi.sshd_command(config), dict(base_env), None, "sshd"))
         yield Launcher(job, supervisor, settings, base_env, code_dir)
     finally:
-        ending.append(True)
+        watch.ending = True
         supervisor.end_background()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

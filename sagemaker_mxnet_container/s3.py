@@ -1,9 +1,11 @@
 """Downloads the code archive from S3, in a short-lived child process of its own.
 
-boto3 costs tens of megabytes and a few hundred milliseconds to import; keeping it in a child
-means the supervisor never holds it while the user's code runs. ``python -m
-sagemaker_mxnet_container.s3 URI DEST [REGION]`` exits 0 with the object at DEST, or non-zero
-with an error record naming the URI and the cause.
+botocore costs tens of megabytes and a few hundred milliseconds to import; keeping it in a child
+means the supervisor never holds it while the user's code runs. The child uses botocore alone,
+not boto3 and its transfer manager: one GET streamed to disk is all a code archive needs, and
+boto3's layers and the transfer manager's HEAD request and thread pool only add start-up time.
+``python -m sagemaker_mxnet_container.s3 URI DEST [REGION]`` exits 0 with the object at DEST, or
+non-zero with an error record naming the URI and the cause.
 """
 
 import os
@@ -40,17 +42,24 @@ def is_transient(error: BaseException) -> bool:
     """Throttling, server errors and broken connections are worth another try; 403/404 are not."""
     import builtins
 
-    from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
-    from botocore.exceptions import ConnectionError as BotocoreConnectionError
-    from s3transfer.exceptions import RetriesExceededError
+    from botocore import exceptions
 
-    if isinstance(error, ClientError):
+    if isinstance(error, exceptions.ClientError):
         status = _http_status(error) or 0
         return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
     # Only the network's OSErrors: a full disk or a read-only destination will not heal by waiting.
     network = (builtins.ConnectionError, TimeoutError)
+    # A body that broke off mid-stream: botocore reports it once the GET itself has succeeded.
+    broken_body = (exceptions.IncompleteReadError, getattr(exceptions, "ResponseStreamingError", ()))
     return isinstance(
-        error, (BotocoreConnectionError, HTTPClientError, ReadTimeoutError, RetriesExceededError, *network)
+        error,
+        (
+            exceptions.ConnectionError,
+            exceptions.HTTPClientError,
+            exceptions.ReadTimeoutError,
+            *broken_body,
+            *network,
+        ),
     )
 
 
@@ -77,18 +86,28 @@ def _not_found(uri: str, what: str) -> str:
     return f"cannot download code from {uri}: the {what} does not exist (404); check sagemaker_submit_directory"
 
 
+_CHUNK_BYTES = 1024 * 1024
+# Pinned, so that botocore need not list its data directory to find the latest one.
+_S3_API_VERSION = "2006-03-01"
+
+
 def download(uri: str, destination: str, region: Optional[str], total_retry_seconds: float) -> None:
-    import boto3
+    import botocore.session
     from botocore.config import Config
     from retrying import retry
 
     bucket, key = parse_uri(uri)
-    client = boto3.client(
+    client = botocore.session.get_session().create_client(
         "s3",
         # S3 answers for every region at us-east-1, so a job without a region still downloads.
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        api_version=_S3_API_VERSION,
         config=Config(
-            retries={"mode": "standard", "max_attempts": _REQUEST_ATTEMPTS}, connect_timeout=10, read_timeout=60
+            retries={"mode": "standard", "max_attempts": _REQUEST_ATTEMPTS},
+            # An endpoint that accepts the connection and then says nothing must not hold one try
+            # for minutes past the whole retry budget.
+            connect_timeout=min(10.0, max(1.0, total_retry_seconds)),
+            read_timeout=min(60.0, max(1.0, total_retry_seconds)),
         ),
     )
 
@@ -99,7 +118,14 @@ def download(uri: str, destination: str, region: Optional[str], total_retry_seco
         stop_max_delay=total_retry_seconds * 1000,
     )
     def fetch():
-        client.download_file(bucket, key, destination)
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            # Each try writes the file from its start: the part of a body that broke off is never kept.
+            with open(destination, "wb") as stream:
+                for chunk in body.iter_chunks(_CHUNK_BYTES):
+                    stream.write(chunk)
+        finally:
+            body.close()
 
     try:
         fetch()
@@ -118,8 +144,9 @@ def _is_not_found(error: BaseException) -> bool:
 
 
 def _bucket_exists(client, bucket: str) -> bool:
-    """download_file starts with HeadObject, whose 404 has no body to tell a missing key from a
-    missing bucket; HeadBucket tells them apart. Anything but a 404 leaves the object to blame."""
+    """S3 may answer a GET for a missing key in a missing bucket without saying which is missing
+    (a 404 without a body, or NoSuchKey); HeadBucket tells them apart. Anything but a 404 leaves
+    the object to blame."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -146,4 +173,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The download is on the job's critical path until this process is reaped, and the
+    # interpreter's teardown with botocore loaded takes tens of milliseconds: skip it. Every file
+    # (the archive, the error record) is closed by now.
+    os._exit(exit_code)

@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing
 
-from sagemaker_mxnet_container import gloo, horovod_launch, mpi, mpi_rank
+from sagemaker_mxnet_container import cluster, gloo, horovod_launch, mpi, mpi_rank
 from sagemaker_mxnet_container.errors import ToolkitError
 
 sys.path.insert(0, str(EXAMPLES))
@@ -431,9 +431,10 @@ def test_a_taken_rendezvous_port_is_named_with_the_setting_that_moves_it():
         taken.listen()
         port = taken.getsockname()[1]
 
-        with pytest.raises(ToolkitError, match=f"port {port} on algo-1 is in use.*sagemaker_horovod_rendezvous_port"):
-            gloo.check_port_free(port, "algo-1")
-    gloo.check_port_free(port, "algo-1")
+        setting = "sagemaker_horovod_rendezvous_port"
+        with pytest.raises(ToolkitError, match=f"Port {port} on algo-1 is in use.*{setting}"):
+            cluster.check_port_free(port, "algo-1", "the Horovod rendezvous server", setting)
+    cluster.check_port_free(port, "algo-1", "the Horovod rendezvous server", setting)
 
 
 def test_the_wheel_script_says_how_to_call_it():

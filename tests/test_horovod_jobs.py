@@ -149,5 +149,5 @@ def test_a_taken_rendezvous_port_fails_the_job_naming_the_port_and_the_setting(h
 
         finished = run_checked(job)
 
-    assert f"port {port} on algo-1 is in use" in finished.reason
+    assert f"Port {port} on algo-1 is in use" in finished.reason
     assert "sagemaker_horovod_rendezvous_port" in finished.reason
