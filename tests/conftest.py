@@ -140,6 +140,36 @@ def mnist_job(make_job):
     return make
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def failing_rank_script(rank: int) -> str:
+    """A Horovod program in which rank ``rank`` raises after a few allreduces, while the others
+    would wait for it in the next one forever."""
+    return textwrap.dedent(
+        f"""\
+        import time
+        import horovod.mxnet as hvd
+        import mxnet as mx
+
+        hvd.init()
+        x = mx.nd.ones((16,))
+        for step in range(100000):
+            hvd.allreduce(x, name="x").wait_to_read()
+            if hvd.rank() == {rank} and step == 5:
+                raise RuntimeError("rank {rank} cannot go on: disk full")
+            time.sleep(0.01)
+        """
+    )
+
+
 def install_fake_nvidia_smi(tmp_path, monkeypatch, *, stdout: str = "", exit_code: int = 0):
     """A stand-in nvidia-smi (no driver exists here) that prints ``stdout`` and exits ``exit_code``."""
     bin_dir = tmp_path / "fake-bin"

@@ -82,10 +82,10 @@ def _assert_trained(cluster, jobs, codes, data=MNIST_SUBSET) -> None:
     _assert_nothing_left(cluster)
 
 
-@pytest.mark.parametrize("hosts", [2, 3])
-def test_legacy_mnist_trains_across_hosts_with_dist_sync(cluster, make_job, hosts):
+@pytest.mark.parametrize(("mode", "hosts"), [("legacy", 2), ("legacy", 3), ("script", 2)])
+def test_mnist_trains_across_hosts_with_dist_sync(cluster, make_job, mode, hosts):
     job_cluster = cluster(hosts)
-    uri = job_cluster.s3.put("code", "legacy/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / "legacy"))
+    uri = job_cluster.s3.put("code", f"{mode}/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / mode))
     jobs = host_jobs(
         make_job,
         job_cluster.hosts,
@@ -97,22 +97,8 @@ def test_legacy_mnist_trains_across_hosts_with_dist_sync(cluster, make_job, host
 
     _assert_trained(job_cluster, jobs, codes)
     for job in jobs.values():
+        assert f"in {mode} mode" in job.log.read_text()
         assert "kvstore dist_sync" in job.log.read_text()
-
-
-def test_script_mode_mnist_trains_across_two_hosts(cluster, make_job):
-    job_cluster = cluster(2)
-    uri = job_cluster.s3.put("code", "script/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / "script"))
-    jobs = host_jobs(
-        make_job,
-        job_cluster.hosts,
-        {"sagemaker_program": "mnist.py", "sagemaker_submit_directory": uri, "epochs": 10},
-        CHANNELS,
-    )
-
-    codes = wait_all(job_cluster.start(jobs), TRAINING_TIMEOUT)
-
-    _assert_trained(job_cluster, jobs, codes)
 
 
 def test_a_script_that_opts_out_of_the_parameter_server_trains_alone_on_each_host(cluster, make_job):

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing
+from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing, failing_rank_script
 
 from sagemaker_mxnet_container import cluster, gloo, horovod_launch, mpi, mpi_rank
 from sagemaker_mxnet_container.errors import ToolkitError
@@ -24,19 +24,7 @@ HOROVOD_MNIST = REPO / "examples" / "horovod" / "mnist.py"
 # Horovod's own failure detection plus ours must end the job within this after a rank fails.
 FAIL_FAST_SECONDS = 30
 
-FAILING_RANK = """\
-import time
-import horovod.mxnet as hvd
-import mxnet as mx
-
-hvd.init()
-x = mx.nd.ones((16,))
-for step in range(100000):
-    hvd.allreduce(x, name="x").wait_to_read()
-    if hvd.rank() == 1 and step == 5:
-        raise RuntimeError("rank 1 cannot go on: disk full")
-    time.sleep(0.01)
-"""
+FAILING_RANK = failing_rank_script(1)
 
 
 def free_port() -> int:

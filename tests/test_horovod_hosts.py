@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing, host_jobs
+from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing, failing_rank_script, host_jobs
 
 sys.path.insert(0, str(EXAMPLES))
 import evaluate  # noqa: E402
@@ -15,19 +15,7 @@ import evaluate  # noqa: E402
 EXAMPLE = {"sagemaker_program": "mnist.py", "sagemaker_submit_directory": str(REPO / "examples" / "horovod")}
 MNIST = {"train": MNIST_SUBSET / "train", "test": MNIST_SUBSET / "test"}
 
-FAILING_RANK = """\
-import time
-import horovod.mxnet as hvd
-import mxnet as mx
-
-hvd.init()
-x = mx.nd.ones((16,))
-for step in range(100000):
-    hvd.allreduce(x, name="x").wait_to_read()
-    if hvd.rank() == 3 and step == 5:
-        raise RuntimeError("rank 3 cannot go on: disk full")
-    time.sleep(0.01)
-"""
+FAILING_RANK = failing_rank_script(3)
 
 
 def horovod_hyperparameters(launcher, **more):

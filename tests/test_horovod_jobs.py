@@ -11,7 +11,16 @@ import time
 import uuid
 
 import pytest
-from conftest import EXAMPLES, MNIST_SUBSET, REPO, RUN_MARKER, processes_of_run, train_command, train_environ
+from conftest import (
+    EXAMPLES,
+    MNIST_SUBSET,
+    REPO,
+    RUN_MARKER,
+    failing_rank_script,
+    processes_of_run,
+    train_command,
+    train_environ,
+)
 
 sys.path.insert(0, str(EXAMPLES))
 import evaluate  # noqa: E402
@@ -58,19 +67,7 @@ def test_a_horovod_job_trains_on_two_ranks_and_rank_0_saves_a_good_model(horovod
     assert "Ignoring hyperparameter sagemaker_mpi" not in finished.stderr
 
 
-FAILING_RANK = """
-import time
-import horovod.mxnet as hvd
-import mxnet as mx
-
-hvd.init()
-x = mx.nd.ones((16,))
-for step in range(100000):
-    hvd.allreduce(x, name="x").wait_to_read()
-    if hvd.rank() == 1 and step == 5:
-        raise RuntimeError("rank 1 cannot go on: disk full")
-    time.sleep(0.01)
-"""
+FAILING_RANK = failing_rank_script(1)
 
 
 @pytest.mark.parametrize("launcher", ["gloo", "mpirun"])

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import train_command, train_environ
+from conftest import alive, train_command, train_environ
 
 from sagemaker_mxnet_container.runner import exit_code_of
 
@@ -28,13 +28,6 @@ def wait_until(condition, what: str, timeout: float = DEADLINE):
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout} s")
         time.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 
 import psutil
 import pytest
+from conftest import alive
 
 from sagemaker_mxnet_container.errors import Aborted
 from sagemaker_mxnet_container.runner import Command, Supervisor
@@ -20,13 +21,6 @@ DEADLINE = 20.0
 
 def python(source: str, name: str = "") -> Command:
     return Command([sys.executable, "-c", source], dict(os.environ), name=name)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture
