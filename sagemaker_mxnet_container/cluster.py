@@ -167,12 +167,15 @@ class Link:
 
     def open(self, wait_seconds: float) -> None:
         """Meets every other host, or raises ClusterError naming who never came."""
+        heartbeat = threading.Thread(target=self._heartbeat, name="link-heartbeat", daemon=True)
         if self.is_first:
             self._listen()
+            # The hosts that came early must hear from this one while the late ones boot.
+            heartbeat.start()
             self._await_hosts(wait_seconds)
         else:
             self._connect(wait_seconds)
-        threading.Thread(target=self._heartbeat, name="link-heartbeat", daemon=True).start()
+            heartbeat.start()
 
     def _listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

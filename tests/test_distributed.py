@@ -225,6 +225,23 @@ def test_a_host_that_never_joins_fails_the_job_naming_it(cluster, make_job):
     _assert_nothing_left(job_cluster)
 
 
+def test_hosts_that_boot_late_join_a_job_whose_other_hosts_already_wait(cluster, make_job):
+    job_cluster = cluster(3)
+    source = "import os\nif __name__ == '__main__':\n    print('ran on', os.environ['SM_CURRENT_HOST'])\n"
+    uri = job_cluster.s3.put("code", "late/sourcedir.tar.gz", make_tarball({"worker.py": source}))
+    jobs = host_jobs(make_job, job_cluster.hosts, {"sagemaker_program": "worker.py", "sagemaker_submit_directory": uri})
+    # The wait for the last host lasts longer than the silence that counts as a lost host.
+    extra = {"SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS": "4"}
+
+    early = job_cluster.start({host: jobs[host] for host in ("algo-1", "algo-2")}, extra)
+    time.sleep(10)
+    late = job_cluster.start({"algo-3": jobs["algo-3"]}, extra)
+    codes = wait_all({**early, **late}, TRAINING_TIMEOUT)
+
+    assert codes == {"algo-1": 0, "algo-2": 0, "algo-3": 0}, _logs(jobs)
+    _assert_nothing_left(job_cluster)
+
+
 def test_a_taken_scheduler_port_fails_every_host_naming_the_port(cluster, make_job):
     job_cluster = cluster(2)
     uri = _code(job_cluster, "port", ENDLESS_WORKER)
