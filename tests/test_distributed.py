@@ -162,6 +162,22 @@ def test_a_host_that_dies_mid_training_ends_the_job_on_the_others(cluster, make_
     _assert_nothing_left(job_cluster)
 
 
+def test_stopping_every_host_ends_the_job_everywhere_and_leaves_nothing(cluster, make_job):
+    job_cluster, jobs, processes = _start_endless(cluster, make_job, 2)
+
+    # The platform's StopTrainingJob: SIGTERM to every host's train (ip netns exec became it).
+    for process in processes.values():
+        process.send_signal(signal.SIGTERM)
+    codes = wait_all(processes, LOSS_DEADLINE)
+
+    assert all(code not in (0, None) for code in codes.values()), _logs(jobs)
+    for job in jobs.values():
+        first_line = job.failure.splitlines()[0]
+        assert first_line.startswith(("Training job stopped: SIGTERM", "Training failed on host")), first_line
+        assert "SIGTERM" in first_line
+    _assert_nothing_left(job_cluster)
+
+
 def test_a_host_that_hangs_is_noticed_by_its_silence(cluster, make_job):
     job_cluster, jobs, processes = _start_endless(
         cluster, make_job, 2, {"SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS": "6"}
