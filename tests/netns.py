@@ -8,6 +8,7 @@ root namespace serves the test's S3. Nothing here reaches beyond this machine.
 
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -44,14 +45,20 @@ class Network:
 
     def __init__(self, count: int):
         serial = next(_counter)
-        tag = f"{os.getpid() % 100000}{serial}"
+        # Interface names hold at most 15 characters, and the kernel may still be deleting the last
+        # network's veths when the next one is made: every network gets names of its own.
+        tag = secrets.token_hex(3)
         self.subnet = 18 + (os.getpid() + serial) % 2, (os.getpid() // 2 + serial * 37) % 250 + 1
-        self.bridge = f"smxbr{tag}"[:15]
+        self.bridge = f"smxbr{tag}"
         self.bridge_address = self._address(1)
         self.hosts = [f"algo-{index}" for index in range(1, count + 1)]
         self.namespaces = {host: f"smx{tag}-{index}" for index, host in enumerate(self.hosts, 1)}
         self.addresses = {host: self._address(10 + index) for index, host in enumerate(self.hosts, 1)}
-        self._up()
+        try:
+            self._up()
+        except BaseException:
+            self.down()
+            raise
 
     def _address(self, last: int) -> str:
         return f"198.{self.subnet[0]}.{self.subnet[1]}.{last}"
@@ -62,7 +69,7 @@ class Network:
         _ip("link", "set", self.bridge, "up")
         for index, host in enumerate(self.hosts, 1):
             namespace = self.namespaces[host]
-            outside = f"{self.bridge[:11]}v{index}"
+            outside = f"{self.bridge}v{index}"
             _ip("netns", "add", namespace)
             _ip("link", "add", outside, "type", "veth", "peer", "name", "smxtmp", "netns", namespace)
             _ip("-n", namespace, "link", "set", "smxtmp", "name", "eth0")
