@@ -29,6 +29,7 @@ def unavailable_reason() -> Optional[str]:
     if os.geteuid() != 0:
         return "network namespaces need root, and these tests are not running as root"
     if shutil.which("ip") is None:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "iproute2"], capture_output=True)
         if shutil.which("ip") is None:
             return "the ip command (iproute2) is missing and could not be installed"
