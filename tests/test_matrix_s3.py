@@ -109,6 +109,20 @@ def test_5xx_on_every_try_is_retried_for_the_bounded_time_then_named(s3_job, run
     assert_not_ran(finished)
 
 
+def test_an_endpoint_that_accepts_and_never_answers_fails_within_the_retry_bound(
+    s3_job, run_checked, proxy, code_uri
+):
+    proxy.plan(fault_proxy.hold())
+
+    # Each try's read timeout is capped by the retry budget (3 s here), not botocore's 60 s.
+    finished = run_checked(s3_job, through(proxy), within=60)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith(f"cannot download code from {code_uri}: ")
+    assert proxy.count("GET", "hold") >= 1
+    assert_not_ran(finished)
+
+
 def test_access_denied_fails_at_once_and_points_at_the_role(s3_job, run_checked, proxy, code_uri):
     proxy.plan(fault_proxy.status(403))
 
