@@ -44,19 +44,8 @@ export HOROVOD_GPU_OPERATIONS=${HOROVOD_GPU_OPERATIONS:-}
 # Horovod's setup.py runs make -j8 unless MAKEFLAGS is set; match the machine instead.
 export MAKEFLAGS=${MAKEFLAGS:--j$(nproc)}
 
-PYTHON=${PYTHON:-}
-if [ -z "$PYTHON" ]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      PYTHON=$candidate
-      break
-    fi
-  done
-fi
-if [ -z "$PYTHON" ]; then
-  echo "Python 3.11 is required (python3.11 or python3 on PATH, or set PYTHON): MXNet 1.9.1 needs numpy < 1.24." >&2
-  exit 1
-fi
+# shellcheck source=scripts/python311.sh
+source "$(dirname "${BASH_SOURCE[0]}")/python311.sh"
 
 # The cache key names everything that changes the binary, so CI's clean clones reuse one build.
 python_tag=$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')

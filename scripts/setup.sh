@@ -4,20 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PYTHON=${PYTHON:-}
-if [ -z "$PYTHON" ]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      PYTHON=$candidate
-      break
-    fi
-  done
-fi
-if [ -z "$PYTHON" ]; then
-  # MXNet 1.9.1 needs numpy < 1.24, which has no wheels for newer Pythons.
-  echo "Python 3.11 is required (python3.11 or python3 on PATH, or set PYTHON)." >&2
-  exit 1
-fi
+# shellcheck source=scripts/python311.sh
+source scripts/python311.sh
 
 missing=()
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
