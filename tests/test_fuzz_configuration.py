@@ -37,18 +37,8 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
     max_leaves=12,
 )
-RESERVED = [
-    "sagemaker_program",
-    "sagemaker_submit_directory",
-    "sagemaker_region",
-    "sagemaker_container_log_level",
-    "sagemaker_job_name",
-    "sagemaker_mode",
-    "sagemaker_kvstore",
-    "sagemaker_stop_grace_seconds",
-    "sagemaker_parameter_server_enabled",
-    "sagemaker_unknown_option",
-]
+# Every reserved key the toolkit reads, and one it does not.
+RESERVED = sorted(environment._READ | {"sagemaker_unknown_option"})
 keys = any_text | st.sampled_from(RESERVED) | st.sampled_from(["lr", "LR", "learning-rate", "learning_rate"])
 # As the platform writes values (JSON in a string), as people write them by hand, or not JSON.
 written_values = json_values.map(json.dumps) | json_values | any_text
