@@ -57,9 +57,10 @@ def save(model_dir: str, model, current_host: Optional[str] = None, hosts: Optio
         shapes = block_shapes.signature(model, graph_inputs)
         if shapes is None:
             logger.warning(
-                "Saved %s without %s: its input shapes are unknown (it was not called after "
-                "sagemaker_mxnet_container.training_utils was imported), so the SageMaker MXNet serving "
-                "image's default model_fn cannot load it. Call the block on one batch before saving it, "
+                "Saved %s without %s: its input shapes are unknown (it was not called while they were "
+                "recorded: in legacy mode from the start, in a script from the import of "
+                "sagemaker_mxnet_container.training_utils), so the SageMaker MXNet serving image's "
+                "default model_fn cannot load it. Call the block on one batch before saving it, "
                 "save it yourself (in legacy mode, a save(model, model_dir) function in your module), "
                 "or give the serving image a model_fn in the model's entry point.",
                 type(model).__name__,
