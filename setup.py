@@ -14,6 +14,8 @@ setup(
         "numpy<1.24",
         "psutil>=5.9",
         "retrying>=1.3.4",
+        # Post-import hook: records Gluon blocks' input shapes without importing MXNet early.
+        "wrapt>=1.14",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],

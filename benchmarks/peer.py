@@ -7,8 +7,9 @@ never share an interpreter path with this checkout.
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
+
+from benchmarks import side_venv
 
 # The last release of the public MXNet training toolkit, and the sagemaker-training 5.x it resolves to.
 REQUIREMENTS = ("sagemaker-mxnet-training==4.3.0", "sagemaker-training==5.1.4")
@@ -16,10 +17,9 @@ DEFAULT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".peer-ve
 TRAINING_PACKAGE = "sagemaker_mxnet_container.training"
 # What sagemaker-training's train imports and calls: the MXNet toolkit's entry, as in its images.
 TRAINING_MODULE = f"{TRAINING_PACKAGE}:main"
-_STAMP = "benchmark-requirements.json"
 
 
-class PeerError(RuntimeError):
+class PeerError(side_venv.SideVenvError):
     pass
 
 
@@ -41,25 +41,8 @@ class Peer:
         return {"SAGEMAKER_TRAINING_MODULE": TRAINING_MODULE}
 
 
-def _installed(directory: str) -> bool:
-    try:
-        with open(os.path.join(directory, _STAMP)) as stream:
-            return json.load(stream) == list(REQUIREMENTS)
-    except (OSError, ValueError):
-        return False
-
-
 def ensure(directory: str = DEFAULT_DIR, log=print) -> Peer:
-    if not _installed(directory):
-        log(f"Installing the peer ({', '.join(REQUIREMENTS)}) into {directory}")
-        # A venv made from inside a venv is based on the base interpreter, not on this venv.
-        subprocess.run([sys.executable, "-m", "venv", "--clear", directory], check=True)
-        pip = [os.path.join(directory, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        result = subprocess.run([*pip, *REQUIREMENTS], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise PeerError(f"pip could not install the peer:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-        with open(os.path.join(directory, _STAMP), "w") as stream:
-            json.dump(list(REQUIREMENTS), stream)
+    side_venv.ensure(directory, REQUIREMENTS, log=log, what="the peer")
     return Peer(directory, _verify(directory))
 
 
@@ -76,8 +59,9 @@ print(json.dumps({
 def _verify(directory: str) -> dict:
     """The peer's packages must load from its own venv, not from this checkout."""
     python = os.path.join(directory, "bin", "python")
-    environ = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, env=environ, cwd="/")
+    result = subprocess.run(
+        [python, "-c", _PROBE], capture_output=True, text=True, env=side_venv.isolated_environ(), cwd="/"
+    )
     if result.returncode != 0:
         raise PeerError(f"the peer in {directory} does not import:\n{result.stderr[-2000:]}")
     probe = json.loads(result.stdout)

@@ -16,7 +16,7 @@ import re
 import sys
 import traceback
 
-from sagemaker_mxnet_container import error_record
+from sagemaker_mxnet_container import block_shapes, error_record
 
 LEGACY_ARGUMENTS = (
     "hyperparameters",
@@ -93,6 +93,8 @@ def import_user_module(path, name):
 def run(training, program_path):
     name = os.path.splitext(os.path.basename(program_path))[0]
     where = f"importing {os.path.basename(program_path)}"
+    # Before the user's code builds any Gluon block, so a returned HybridBlock saves with its shapes.
+    block_shapes.record()
     try:
         module = import_user_module(program_path, name)
         where = f"checking train() in {os.path.basename(program_path)}"

@@ -78,11 +78,16 @@ def load_module(model_dir, batch_size=BATCH_SIZE):
     return module, data_name, example_shape
 
 
-def accuracy(model_dir, data_dir):
-    module, data_name, example_shape = load_module(model_dir)
+def load_examples(data_dir, example_shape=(1, 28, 28)):
+    """The images (float32 in [0, 1], each of ``example_shape``) and labels under ``data_dir``."""
     images = _read_idx(_find_file(data_dir, "images.gz"))
     labels = _read_idx(_find_file(data_dir, "labels.gz"))
-    images = images.reshape((-1,) + example_shape).astype(np.float32) / 255.0
+    return images.reshape((-1,) + tuple(example_shape)).astype(np.float32) / 255.0, labels
+
+
+def accuracy(model_dir, data_dir):
+    module, data_name, example_shape = load_module(model_dir)
+    images, labels = load_examples(data_dir, example_shape)
 
     data_iter = mx.io.NDArrayIter({data_name: images}, batch_size=BATCH_SIZE)
     # predict() drops the padding of the last batch, so every example counts once.

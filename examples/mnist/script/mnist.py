@@ -15,8 +15,6 @@ import struct
 import mxnet as mx
 import numpy as np
 
-from sagemaker_mxnet_container.training_utils import save
-
 logging.basicConfig(level=logging.INFO)
 
 SEED = 42
@@ -119,6 +117,10 @@ def train(
         batch_end_callback=mx.callback.Speedometer(batch_size, 100),
         num_epoch=epochs,
     )
+
+    # Imported here: deployed with this file as its entry point, the model is served by the
+    # SageMaker MXNet serving image, which imports this module and has no training toolkit.
+    from sagemaker_mxnet_container.training_utils import save
 
     save(model_dir, module, current_host, hosts)
     return module
