@@ -19,8 +19,6 @@ from sagemaker_mxnet_container import (
     distributed,
     environment,
     error_record,
-    horovod_launch,
-    horovod_settings,
     logs,
     mxnet_settings,
     outcome,
@@ -30,6 +28,8 @@ from sagemaker_mxnet_container import (
     sm_variables,
 )
 from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.horovod import launch as horovod_launch
+from sagemaker_mxnet_container.horovod import settings as horovod_settings
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from sagemaker_mxnet_container import horovod_settings
 from sagemaker_mxnet_container.errors import ConfigurationError
+from sagemaker_mxnet_container.horovod import settings as horovod_settings
 
 
 def read(num_gpus=0, num_cpus=4, **framework):

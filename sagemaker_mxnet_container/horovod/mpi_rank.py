@@ -1,6 +1,6 @@
 """Runs one rank that ``mpirun`` started, with the ``SM_*`` view of the host it runs on.
 
-    python -m sagemaker_mxnet_container.mpi_rank PROCESSES_PER_HOST -- PROGRAM [ARG ...]
+    python -m sagemaker_mxnet_container.horovod.mpi_rank PROCESSES_PER_HOST -- PROGRAM [ARG ...]
 
 ``mpirun`` hands every rank the first host's environment (``-x``), so a rank on algo-2 would be
 told it runs on algo-1. The ranks are placed host by host, so the rank number says which host
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 3 or argv[1] != "--":
         print(
-            "usage: python -m sagemaker_mxnet_container.mpi_rank PROCESSES_PER_HOST -- PROGRAM [ARG ...]",
+            "usage: python -m sagemaker_mxnet_container.horovod.mpi_rank PROCESSES_PER_HOST -- PROGRAM [ARG ...]",
             file=sys.stderr,
         )
         return 2
