@@ -70,9 +70,12 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
     for directory in (paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir):
         os.makedirs(directory, exist_ok=True)
 
-    training = sm_variables.training_env(env, found, settings, user_program.module_name)
+    training = sm_variables.training_env(env, found, settings)
     child_env = dict(os.environ)
-    child_env.update(sm_variables.variables(training, code_dir))
+    child_env.update(sm_variables.variables(training, env, code_dir))
+    if parameter_server:
+        # As the official MXNet toolkit exports it to the scheduler, the servers and the worker.
+        child_env["PS_VERBOSE"] = env.cluster.parameter_server_verbose
     name = os.path.basename(user_program.path)
 
     if horovod is not None:
