@@ -64,7 +64,8 @@ class Launcher:
         return self._run_mpirun(command, name, num_cpus)
 
     def _worker_env(self, num_cpus: int) -> dict:
-        env = dict(self.base_env)
+        # The -x NAME=VALUE of sagemaker_mpi_custom_mpi_options (mpirun also gets them as options).
+        env = {**self.base_env, **self.settings.worker_variables}
         if "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = str(gloo.threads_per_worker(num_cpus, self.settings.processes_per_host))
         return env
