@@ -8,6 +8,7 @@ module, everything else is a program. ``sagemaker_mode`` overrides the choice.
 """
 
 import ast
+import errno
 import logging
 import os
 import stat
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Set, Tuple
 
-from sagemaker_mxnet_container.errors import CodeError
+from sagemaker_mxnet_container.errors import CodeError, StartError
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,23 @@ def _make_executable(path: str) -> bool:
     return True
 
 
+def _check_interpreter(path: str) -> None:
+    """Through /bin/sh, a missing #! interpreter is only "not found" and exit code 127: say which."""
+    try:
+        with open(path, "rb") as stream:
+            line = stream.readline(4096)
+    except OSError:
+        return
+    words = line[2:].split() if line.startswith(b"#!") else []
+    if words and os.path.isabs(words[0]) and not os.access(words[0], os.X_OK):
+        interpreter = os.fsdecode(words[0])
+        raise StartError(
+            f"cannot start {path}: its #! line names {interpreter}, which is not an executable in the image "
+            f"({os.strerror(errno.ENOENT) if not os.path.exists(words[0]) else 'not executable'}); install it, "
+            "or change the #! line"
+        )
+
+
 def script_command(program: Program, code_dir: str, arguments: List[str]) -> List[str]:
     """The argv of a script-mode run, as sagemaker-training builds it, never through a shell that
     would re-parse the arguments (the code directory is the working directory):
@@ -208,6 +226,7 @@ def script_command(program: Program, code_dir: str, arguments: List[str]) -> Lis
     package = os.path.isfile(os.path.join(code_dir, "setup.py"))
     if name.endswith(".sh") or not (package or name.endswith(".py")):
         local = "./" + name
+        _check_interpreter(program.path)
         if _make_executable(program.path):
             return ["/bin/sh", "-c", 'exec "$0" "$@"', local, *arguments]
         return ["/bin/sh", local, *arguments]
