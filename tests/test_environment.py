@@ -571,6 +571,9 @@ def test_a_bad_stop_grace_seconds_is_rejected(make_job, written):
 def test_the_parameter_server_is_off_unless_asked_for_as_in_the_official_toolkit(make_job):
     assert read(make_job({})).cluster.parameter_server_enabled is False
     assert read(make_job({"sagemaker_parameter_server_enabled": True}, name="on")).cluster.parameter_server_enabled
+    # Written by hand, not as JSON: the official toolkit takes any non-empty string for true.
+    written = make_job({"sagemaker_parameter_server_enabled": "False"}, raw=True, name="by-hand")
+    assert read(written).cluster.parameter_server_enabled is False
 
 
 def test_the_official_toolkits_ps_port_and_ps_verbose_are_read(make_job):
