@@ -148,11 +148,6 @@ def check(hyperparameters: Mapping[str, Any], channels: Iterable[str]) -> None:
     _passable("the variable SM_HPS", "SM_HPS=" + variable_value(dict(hyperparameters)))
 
 
-def _truthy(framework: Mapping[str, Any], key: str) -> bool:
-    # As the official toolkit reads these: Python truth of the decoded value.
-    return bool(framework.get(key, False))
-
-
 def training_env(
     env: TrainingEnvironment,
     resources: Resources,
@@ -169,7 +164,8 @@ def training_env(
     if "sagemaker_distribution_instance_groups" in framework:
         distribution_groups = framework["sagemaker_distribution_instance_groups"]
     else:
-        distributed = any(_truthy(framework, key) for key in _DISTRIBUTION_FLAGS)
+        # Python's truth of the decoded values, as the official toolkit reads them ("False" is true).
+        distributed = any(framework.get(key) for key in _DISTRIBUTION_FLAGS)
         distribution_groups = [env.current_instance_group] if distributed else []
     if env.instance_groups:
         distribution_hosts = [
