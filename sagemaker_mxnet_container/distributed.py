@@ -96,10 +96,11 @@ class ServiceWatch:
 
 
 def uses_parameter_server(env: TrainingEnvironment, legacy: bool) -> bool:
-    """Legacy code always expects ``dist_sync`` across hosts; a script may opt out."""
+    """Legacy code always expects ``dist_sync`` across hosts; a script opts in with
+    ``sagemaker_parameter_server_enabled``, as in the official MXNet toolkit."""
     if len(env.hosts) == 1:
         return False
-    return legacy or env.cluster.parameter_server_enabled is not False
+    return legacy or env.cluster.parameter_server_enabled
 
 
 def ps_variables(env: TrainingEnvironment, addresses: Mapping[str, str]) -> Dict[str, str]:

@@ -19,8 +19,6 @@ from sagemaker_mxnet_container import (
     distributed,
     environment,
     error_record,
-    horovod_launch,
-    horovod_settings,
     logs,
     mxnet_settings,
     outcome,
@@ -30,6 +28,8 @@ from sagemaker_mxnet_container import (
     sm_variables,
 )
 from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.horovod import launch as horovod_launch
+from sagemaker_mxnet_container.horovod import settings as horovod_settings
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,12 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
     for directory in (paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir):
         os.makedirs(directory, exist_ok=True)
 
-    training = sm_variables.training_env(env, found, settings, user_program.module_name)
+    training = sm_variables.training_env(env, found, settings)
     child_env = dict(os.environ)
-    child_env.update(sm_variables.variables(training, code_dir))
+    child_env.update(sm_variables.variables(training, env, code_dir))
+    if parameter_server:
+        # As the official MXNet toolkit exports it to the scheduler, the servers and the worker.
+        child_env["PS_VERBOSE"] = env.cluster.parameter_server_verbose
     name = os.path.basename(user_program.path)
 
     if horovod is not None:

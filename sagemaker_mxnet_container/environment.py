@@ -4,6 +4,7 @@ The platform writes three JSON files under ``input/config``; every other part of
 reads this module's ``TrainingEnvironment`` and never the files themselves.
 """
 
+import configparser
 import json
 import logging
 import math
@@ -22,6 +23,27 @@ DEFAULT_BASE_DIR = "/opt/ml"
 # input/data when joined to it.
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
+# The official toolkit's reserved keys (sagemaker-training's SAGEMAKER_HYPERPARAMETERS): they reach
+# the user's code neither as hyperparameters nor as additional framework parameters. Two of them
+# lack the prefix: automatic model tuning adds _tuning_objective_metric to every trial.
+OFFICIAL_RESERVED = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_enable_cloudwatch_metrics",
+        "sagemaker_region",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "default_user_module_name",
+        "_tuning_objective_metric",
+        "sagemaker_s3_output",
+    }
+)
+PREFIX = "sagemaker_"
+# What the image's environment may say instead of the configuration files, as in the official toolkit.
+PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
+JOB_NAME_VARIABLE = "TRAINING_JOB_NAME"
+
 # Reserved hyperparameters this toolkit reads. Keys the SDK sends that change nothing here are
 # listed so that only truly unknown ``sagemaker_*`` keys are reported as ignored.
 _READ = frozenset(
@@ -38,6 +60,7 @@ _READ = frozenset(
         "sagemaker_parameter_server_port",
         "sagemaker_liveness_port",
         "sagemaker_mpi_enabled",
+        "sagemaker_distribution_instance_groups",
     }
 )
 _ACCEPTED = frozenset(
@@ -72,6 +95,10 @@ DEFAULT_STOP_GRACE_SECONDS = 100.0
 MAX_STOP_GRACE_SECONDS = 86400.0
 
 DEFAULT_PARAMETER_SERVER_PORT = 8000
+# The official MXNet toolkit's own parameter-server settings: user hyperparameters (no prefix),
+# so the script receives them as arguments too.
+PS_PORT_KEY = "_ps_port"
+PS_VERBOSE_KEY = "_ps_verbose"
 HOST_WAIT_VARIABLE = "SAGEMAKER_MXNET_HOST_WAIT_SECONDS"
 HEARTBEAT_TIMEOUT_VARIABLE = "SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS"
 HOST_ADDRESSES_VARIABLE = "SAGEMAKER_MXNET_HOST_ADDRESSES"
@@ -130,9 +157,11 @@ class Paths:
 class ClusterSettings:
     """How the hosts of a multi-host job find and watch each other."""
 
-    parameter_server_enabled: Optional[bool]
-    """``sagemaker_parameter_server_enabled``; None when not set (our default then applies)."""
+    parameter_server_enabled: bool
+    """``sagemaker_parameter_server_enabled``: off unless set, as in the official toolkit."""
     parameter_server_port: int
+    parameter_server_verbose: str
+    """``PS_VERBOSE`` for ps-lite, from ``_ps_verbose`` (default 0), as the official toolkit exports it."""
     liveness_port: int
     host_wait_seconds: float
     heartbeat_timeout_seconds: float
@@ -146,18 +175,34 @@ class TrainingEnvironment:
 
     paths: Paths
     hyperparameters: Mapping[str, Any]
+    """The user's: every key but the ``sagemaker_*`` ones and the official toolkit's other reserved keys."""
     framework_parameters: Mapping[str, Any]
+    """Every ``sagemaker_*`` key."""
     hosts: Tuple[str, ...]
+    """In resourceconfig.json's order (the platform sorts them); the first is the first host."""
     current_host: str
     network_interface_name: str
     channels: Mapping[str, str]
     input_data_config: Mapping[str, Any]
     resource_config: Mapping[str, Any]
     program: Optional[str]
+    """``SAGEMAKER_PROGRAM`` from the environment (the image's ENV), else ``sagemaker_program``."""
     submit_directory: Optional[str]
     region: Optional[str]
+    """``sagemaker_region``."""
+    default_region: str
+    """``sagemaker_region``, else the AWS SDK's default region, else empty (``SAGEMAKER_REGION``)."""
     job_name: Optional[str]
+    """``TRAINING_JOB_NAME``, which the platform sets: the training job, also in a tuning job's trials."""
+    submitted_job_name: Optional[str]
+    """``sagemaker_job_name``, which the SDK sets: in a tuning job, the tuning job's name."""
     log_level: int
+    log_level_setting: Any
+    """``sagemaker_container_log_level`` as written (20 when unset), which the user's code is shown."""
+    current_instance_type: str
+    current_instance_group: str
+    instance_groups: Tuple[Mapping[str, Any], ...]
+    """resourceconfig.json's ``instance_groups`` (heterogeneous clusters), each checked to have a name and hosts."""
     mode: Optional[str]
     kvstore: Optional[str]
     stop_grace_seconds: float
@@ -167,6 +212,30 @@ class TrainingEnvironment:
     @property
     def is_first_host(self) -> bool:
         return self.current_host == self.hosts[0]
+
+    @property
+    def additional_framework_parameters(self) -> Mapping[str, Any]:
+        """The ``sagemaker_*`` keys the official toolkit shows the user's code: all but its reserved ones."""
+        return {key: value for key, value in self.framework_parameters.items() if key not in OFFICIAL_RESERVED}
+
+
+_SHOWN = 60
+
+
+def shown(text: str) -> str:
+    """Input as an error message names it: repr, so control characters cannot forge lines, and cut short."""
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def whole_number(value: Any) -> Optional[int]:
+    """An int, or a string of ASCII digits (``str.isdigit`` also accepts "²", which int() refuses)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        return int(value)
+    return None
 
 
 def decode_hyperparameter(value: Any) -> Any:
@@ -187,7 +256,7 @@ def parse_log_level(value: Any) -> int:
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"[+-]?[0-9]+", text):
         return int(text)
     name = text.upper().removeprefix("LOGGING.")
     level = logging.getLevelName(name)
@@ -256,9 +325,9 @@ def _flag(framework: Mapping[str, Any], key: str) -> Optional[bool]:
 
 def _port(framework: Mapping[str, Any], key: str, default: int) -> int:
     value = framework.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+    port = whole_number(value)
+    if port is None:
         raise ConfigurationError(f"hyperparameter {key} must be a TCP port number, got {value!r}")
-    port = int(value)
     if not 1 <= port <= 65535:
         raise ConfigurationError(f"hyperparameter {key} must be a TCP port from 1 to 65535, got {value!r}")
     return port
@@ -292,8 +361,19 @@ def _host_addresses(environ: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(addresses))
 
 
-def _cluster(framework: Mapping[str, Any], environ: Mapping[str, str]) -> ClusterSettings:
-    ps_port = _port(framework, "sagemaker_parameter_server_port", DEFAULT_PARAMETER_SERVER_PORT)
+def _ps_verbose(user: Mapping[str, Any]) -> str:
+    value = user.get(PS_VERBOSE_KEY, "0")
+    if whole_number(value) is None:
+        raise ConfigurationError(
+            f"hyperparameter {PS_VERBOSE_KEY} must be ps-lite's verbosity (0, 1 or 2), got {value!r}"
+        )
+    return str(value).strip()
+
+
+def _cluster(framework: Mapping[str, Any], user: Mapping[str, Any], environ: Mapping[str, str]) -> ClusterSettings:
+    # The official MXNet toolkit's _ps_port, unless this image's own setting says otherwise.
+    default_port = _port(user, PS_PORT_KEY, DEFAULT_PARAMETER_SERVER_PORT)
+    ps_port = _port(framework, "sagemaker_parameter_server_port", default_port)
     liveness_port = _port(framework, "sagemaker_liveness_port", ps_port % 65535 + 1)
     if liveness_port == ps_port:
         raise ConfigurationError(
@@ -301,8 +381,9 @@ def _cluster(framework: Mapping[str, Any], environ: Mapping[str, str]) -> Cluste
             "the two need different ports"
         )
     return ClusterSettings(
-        parameter_server_enabled=_flag(framework, "sagemaker_parameter_server_enabled"),
+        parameter_server_enabled=bool(_flag(framework, "sagemaker_parameter_server_enabled")),
         parameter_server_port=ps_port,
+        parameter_server_verbose=_ps_verbose(user),
         liveness_port=liveness_port,
         host_wait_seconds=_seconds_from_environ(environ, HOST_WAIT_VARIABLE, DEFAULT_HOST_WAIT_SECONDS),
         heartbeat_timeout_seconds=_seconds_from_environ(
@@ -330,6 +411,21 @@ def _mode(framework: Mapping[str, Any]) -> Optional[str]:
     return mode
 
 
+# A label of a DNS name: what every resolver accepts (underscores too, as container networks use them).
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
+def _check_host_name(path: str, name: str) -> None:
+    """Fails at once on a name no resolver can look up, rather than after the whole host wait."""
+    # A trailing dot makes a name absolute; it is still a name.
+    labels = (name[:-1] if name.endswith(".") and len(name) > 1 else name).split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ConfigurationError(
+            f"{path}: host name {shown(name)} is not a valid host name: it must be dot-separated labels of "
+            "1 to 63 letters, digits, '-' or '_' (253 characters at most), such as algo-1"
+        )
+
+
 def _resources(path: str, config: Mapping[str, Any]) -> Tuple[Tuple[str, ...], str, str]:
     hosts = config.get("hosts")
     current_host = config.get("current_host")
@@ -337,6 +433,8 @@ def _resources(path: str, config: Mapping[str, Any]) -> Tuple[Tuple[str, ...], s
         raise ConfigurationError(f"{path}: 'hosts' must be a non-empty list of host names, got {hosts!r}")
     if len(set(hosts)) != len(hosts):
         raise ConfigurationError(f"{path}: 'hosts' lists a host more than once: {hosts!r}")
+    for host in hosts:
+        _check_host_name(path, host)
     if not isinstance(current_host, str) or not current_host:
         raise ConfigurationError(f"{path}: 'current_host' must be this host's name, got {current_host!r}")
     if current_host not in hosts:
@@ -344,8 +442,60 @@ def _resources(path: str, config: Mapping[str, Any]) -> Tuple[Tuple[str, ...], s
     interface = config.get("network_interface_name", "eth0")
     if not isinstance(interface, str) or not interface:
         raise ConfigurationError(f"{path}: 'network_interface_name' must be a string, got {interface!r}")
-    # Sorted like the peer toolkit, so every host agrees on which one is first.
-    return tuple(sorted(hosts)), current_host, interface
+    # In the given order, as the official toolkit keeps it: the platform writes them sorted, and
+    # the first one listed is where the scheduler runs and what scripts call the master.
+    return tuple(hosts), current_host, interface
+
+
+def _text_setting(path: str, config: Mapping[str, Any], key: str, default: str) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{path}: {key!r} must be a string, got {value!r}")
+    return value
+
+
+def _instance_groups(path: str, config: Mapping[str, Any]) -> Tuple[Mapping[str, Any], ...]:
+    """A heterogeneous cluster's groups; each needs the two keys the official toolkit reads."""
+    groups = config.get("instance_groups", [])
+    if not isinstance(groups, list):
+        raise ConfigurationError(f"{path}: 'instance_groups' must be a list of instance groups, got {groups!r}")
+    for group in groups:
+        name = group.get("instance_group_name") if isinstance(group, dict) else None
+        hosts = group.get("hosts") if isinstance(group, dict) else None
+        if not isinstance(name, str) or not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise ConfigurationError(
+                f"{path}: every entry of 'instance_groups' must be an object with a string 'instance_group_name' "
+                f"and a list of host names 'hosts', got {group!r}"
+            )
+    return tuple(MappingProxyType(group) for group in groups)
+
+
+def _check_distribution_groups(framework: Mapping[str, Any]) -> None:
+    value = framework.get("sagemaker_distribution_instance_groups", [])
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ConfigurationError(
+            f"hyperparameter sagemaker_distribution_instance_groups must be a list of instance group names, "
+            f"got {value!r}"
+        )
+
+
+def _default_region(region: Optional[str], environ: Mapping[str, str]) -> str:
+    """What boto3 would take as the region where ``sagemaker_region`` is unset: AWS_DEFAULT_REGION,
+    else the profile's region in the AWS config file, else none (the official toolkit asks boto3)."""
+    if region is not None:
+        return region
+    if "AWS_DEFAULT_REGION" in environ:
+        return environ["AWS_DEFAULT_REGION"]
+    profile = environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
+    home = environ.get("HOME") or os.path.expanduser("~")
+    path = os.path.expanduser(environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"))
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return ""
+    section = profile if profile == "default" else f"profile {profile}"
+    return parser.get(section, "region", fallback="")
 
 
 def _channels(path: str, paths: Paths, config: Mapping[str, Any]) -> Mapping[str, str]:
@@ -376,13 +526,15 @@ def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvir
     input_data_config = _load_json_object(data_path)
 
     decoded = {key: decode_hyperparameter(value) for key, value in raw.items()}
-    framework = {key: value for key, value in decoded.items() if key.startswith("sagemaker_")}
-    user = {key: value for key, value in decoded.items() if not key.startswith("sagemaker_")}
+    framework = {key: value for key, value in decoded.items() if key.startswith(PREFIX)}
+    user = {key: value for key, value in decoded.items() if not key.startswith(PREFIX) and key not in OFFICIAL_RESERVED}
     known = _READ | _ACCEPTED | _UNSUPPORTED.keys() | _COMPANIONS.keys()
     unused_companions = _check_supported(framework)
+    _check_distribution_groups(framework)
     ignored = tuple(sorted({key for key in framework if key not in known} | set(unused_companions)))
 
     hosts, current_host, interface = _resources(resource_path, resource_config)
+    region = _optional_string(framework, "sagemaker_region")
 
     return TrainingEnvironment(
         paths=paths,
@@ -394,14 +546,22 @@ def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvir
         channels=MappingProxyType(_channels(data_path, paths, input_data_config)),
         input_data_config=MappingProxyType(input_data_config),
         resource_config=MappingProxyType(resource_config),
-        program=_optional_string(framework, "sagemaker_program"),
+        program=environ.get(PROGRAM_VARIABLE) or _optional_string(framework, "sagemaker_program"),
         submit_directory=_optional_string(framework, "sagemaker_submit_directory"),
-        region=_optional_string(framework, "sagemaker_region"),
-        job_name=_optional_string(framework, "sagemaker_job_name"),
+        region=region,
+        default_region=_default_region(region, environ),
+        job_name=environ.get(JOB_NAME_VARIABLE),
+        submitted_job_name=_optional_string(framework, "sagemaker_job_name"),
         log_level=parse_log_level(framework.get("sagemaker_container_log_level", logging.INFO)),
+        log_level_setting=framework.get("sagemaker_container_log_level", logging.INFO),
+        current_instance_type=_text_setting(resource_path, resource_config, "current_instance_type", "local"),
+        current_instance_group=_text_setting(
+            resource_path, resource_config, "current_group_name", "homogeneousCluster"
+        ),
+        instance_groups=_instance_groups(resource_path, resource_config),
         mode=_mode(framework),
         kvstore=_optional_string(framework, "sagemaker_kvstore"),
         stop_grace_seconds=_stop_grace(framework),
-        cluster=_cluster(framework, environ),
+        cluster=_cluster(framework, user, environ),
         ignored_parameters=ignored,
     )

@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from sagemaker_mxnet_container import block_shapes, error_record
+from sagemaker_mxnet_container.environment import parse_log_level
 
 LEGACY_ARGUMENTS = (
     "hyperparameters",
@@ -84,6 +85,8 @@ def select_arguments(function, available):
 
 def import_user_module(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise LegacyError(f"{os.path.basename(path)} is not a Python module (.py), which legacy mode imports")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -158,11 +161,12 @@ def _raise_if_disk_full(model_dir, error):
 
 
 def main():
+    training = json.loads(os.environ["SM_TRAINING_ENV"])
     logging.basicConfig(
-        level=int(os.environ.get("SM_LOG_LEVEL", logging.INFO)),
+        # As written in sagemaker_container_log_level (20, "20", "DEBUG"): checked by train already.
+        level=parse_log_level(training["log_level"]),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    training = json.loads(os.environ["SM_TRAINING_ENV"])
     try:
         run(training, sys.argv[1])
     except BaseException as error:

@@ -1,30 +1,48 @@
-"""The ``SM_*`` variables and ``--name value`` arguments the user's code receives.
+"""The arguments and variables the user's code receives, built as the official toolkit builds them.
 
-Names and formats follow the sagemaker-training toolkit, so scripts written for the official
-images read the same values here. ``SM_TRAINING_ENV`` carries everything as one JSON document;
-the legacy-mode runner rebuilds ``train()``'s keyword arguments from it.
+sagemaker-training (5.x, under the official MXNet toolkit) turns the decoded configuration into
+``SM_*`` variables and command-line arguments, and scripts parse exactly those forms (``== 'True'``,
+``ast.literal_eval``, ``-k``), so they are built here the same way from the same values. Where the
+official toolkit would hand the user's code something broken (two keys for one variable, a name
+that shifts every later argument, text no process can receive), the job fails instead, before
+anything runs, naming the key. What this image adds, and why, is in docs/compatibility.md.
+``SM_TRAINING_ENV`` carries everything as one JSON document; the legacy-mode runner rebuilds
+``train()``'s keyword arguments from it.
 """
 
 import json
 import os
 import re
+import shutil
 from typing import Any, Dict, Iterable, List, Mapping
 
-from sagemaker_mxnet_container.environment import TrainingEnvironment
+from sagemaker_mxnet_container.environment import TrainingEnvironment, shown
 from sagemaker_mxnet_container.errors import ConfigurationError
 from sagemaker_mxnet_container.mxnet_settings import MXNetSettings
 from sagemaker_mxnet_container.resources import Resources
 
+FRAMEWORK_MODULE = "sagemaker_mxnet_container.entrypoint:main"
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]")
 # Linux's MAX_ARG_STRLEN: execve refuses ("Argument list too long") any one argument or
 # NAME=value string longer than 32 pages, however small the rest is.
 MAX_STRING_BYTES = 32 * os.sysconf("SC_PAGE_SIZE")
-_SHOWN_KEY = 60
-
-
-def _shown(key: str) -> str:
-    """A key as an error message names it: repr, so control characters cannot forge lines."""
-    return repr(key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "...")
+# Any of these true puts the current instance group among the distributed ones (sagemaker-training).
+_DISTRIBUTION_FLAGS = (
+    "sagemaker_mpi_enabled",
+    "sagemaker_parameter_server_enabled",
+    "sagemaker_distributed_dataparallel_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+    "sagemaker_multi_worker_mirrored_strategy_enabled",
+    "sagemaker_torch_distributed_enabled",
+)
+# Names that would shift the other arguments, so that the script trains with its defaults or
+# fails on its command line: the official toolkit passes them; this image refuses them.
+_SHIFTING_NAMES = {
+    "": "has no name: its value would reach the script with no option before it, as a positional argument",
+    "-": "would reach the script as '--', which ends its options: every later --name value would become "
+    "a positional argument",
+}
 
 
 def _passable(what: str, text: str) -> bytes:
@@ -49,23 +67,55 @@ def _passable(what: str, text: str) -> bytes:
     return encoded
 
 
-def to_argument(value: Any) -> str:
-    """Strings are passed raw, everything else as JSON, like the peer toolkit."""
-    return value if isinstance(value, str) else json.dumps(value)
+# --- arguments ---------------------------------------------------------------------------------
+
+
+def argument_name(key: str) -> str:
+    """``--name``, or ``-k`` for a one-character name."""
+    return f"--{key}" if len(key) > 1 else f"-{key}"
+
+
+def argument_value(value: Any) -> str:
+    """Python's ``str()`` of the decoded value (``True``, ``[{'epoch': 1}]``, ``1e-05``), ``None`` as
+    an empty string, and a dict as ``key=value`` pairs sorted by key and joined by commas."""
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in sorted(value.items()))
+    return "" if value is None else str(value)
 
 
 def user_arguments(hyperparameters: Mapping[str, Any]) -> List[str]:
-    """``--name value`` pairs; ConfigurationError for a name or value no process can receive."""
+    """Name and value of every hyperparameter, sorted by name; ConfigurationError for a name that
+    would shift the other arguments or a name or value no process can receive."""
     arguments = []
-    for name in sorted(hyperparameters):
-        argument = to_argument(hyperparameters[name])
-        _passable(f"the name of hyperparameter {_shown(name)}", name)
-        _passable(f"the value of hyperparameter {_shown(name)}", argument)
-        arguments += [f"--{name}", argument]
+    for key in sorted(hyperparameters):
+        if key in _SHIFTING_NAMES:
+            raise ConfigurationError(
+                f"hyperparameter {shown(key)} {_SHIFTING_NAMES[key]}, and the script would not get the arguments "
+                "it was given. Rename or remove it"
+            )
+        name = argument_name(key)
+        value = argument_value(hyperparameters[key])
+        _passable(f"the name of hyperparameter {shown(key)}", name)
+        _passable(f"the value of hyperparameter {shown(key)}", value)
+        arguments += [name, value]
     return arguments
 
 
+# --- variables ---------------------------------------------------------------------------------
+
+
+def variable_value(value: Any) -> str:
+    """A string as it is, ``None`` as an empty string, anything else as compact JSON with sorted keys."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def variable_name(key: str) -> str:
+    """The name this image also gives ``SM_HP_``/``SM_CHANNEL_`` variables where the official one,
+    the key upper-cased, is not an identifier: other characters become ``_`` (``LEARNING_RATE``)."""
     return _NOT_IN_NAME.sub("_", key).upper()
 
 
@@ -73,47 +123,17 @@ def _check_distinct(prefix: str, keys: Iterable[str], what: str) -> None:
     """Two keys that map to one variable would leave the user's code with only one of them."""
     seen: Dict[str, str] = {}
     for key in sorted(keys):
-        name = prefix + variable_name(key)
+        name = prefix + key.upper()
+        if "=" in key:
+            raise ConfigurationError(
+                f"{what[:-1]} {shown(key)} contains '=', which no environment variable name can: rename it"
+            )
         if name in seen:
             raise ConfigurationError(
-                f"{what} {_shown(seen[name])} and {_shown(key)} would both be passed as {name}: rename one of "
-                "them (variable names are upper-cased, and characters other than letters, digits and _ become _)"
+                f"{what} {shown(seen[name])} and {shown(key)} would both be passed as {name}: rename one of "
+                "them (variable names are the keys upper-cased)"
             )
         seen[name] = key
-
-
-def training_env(
-    env: TrainingEnvironment, resources: Resources, settings: MXNetSettings, module_name: str
-) -> Dict[str, Any]:
-    paths = env.paths
-    return {
-        "additional_framework_parameters": dict(env.framework_parameters),
-        "channel_input_dirs": dict(env.channels),
-        "context": settings.context_string,
-        "current_host": env.current_host,
-        "framework_module": "sagemaker_mxnet_container.entrypoint:main",
-        "hosts": list(env.hosts),
-        "hyperparameters": dict(env.hyperparameters),
-        "input_config_dir": paths.input_config_dir,
-        "input_data_config": dict(env.input_data_config),
-        "input_dir": paths.input_dir,
-        "is_master": env.is_first_host,
-        "job_name": env.job_name,
-        "kvstore": settings.kvstore,
-        "log_level": env.log_level,
-        "master_hostname": env.hosts[0],
-        "model_dir": paths.model_dir,
-        "module_dir": env.submit_directory or paths.code_dir,
-        "module_name": module_name,
-        "network_interface_name": env.network_interface_name,
-        "num_cpus": resources.num_cpus,
-        "num_gpus": resources.num_gpus,
-        "output_data_dir": paths.output_data_dir,
-        "output_dir": paths.output_dir,
-        "output_intermediate_dir": paths.output_intermediate_dir,
-        "resource_config": dict(env.resource_config),
-        "user_entry_point": env.program,
-    }
 
 
 def check(hyperparameters: Mapping[str, Any], channels: Iterable[str]) -> None:
@@ -122,11 +142,137 @@ def check(hyperparameters: Mapping[str, Any], channels: Iterable[str]) -> None:
     _check_distinct("SM_HP_", hyperparameters, "hyperparameters")
     _check_distinct("SM_CHANNEL_", channels, "channels")
     user_arguments(hyperparameters)
+    for key, value in hyperparameters.items():
+        _passable(f"the value of hyperparameter {shown(key)}", variable_value(value))
     # SM_HPS holds exactly this; SM_TRAINING_ENV holds it and more.
-    _passable("the variable SM_HPS", "SM_HPS=" + json.dumps(dict(hyperparameters)))
+    _passable("the variable SM_HPS", "SM_HPS=" + variable_value(dict(hyperparameters)))
 
 
-def variables(training: Mapping[str, Any], code_dir: str) -> Dict[str, str]:
+def training_env(
+    env: TrainingEnvironment,
+    resources: Resources,
+    settings: MXNetSettings,
+    environ: Mapping[str, str] = os.environ,
+) -> Dict[str, Any]:
+    """``SM_TRAINING_ENV``: the official toolkit's training environment, plus ``kvstore`` and ``context``."""
+    paths = env.paths
+    framework = dict(env.additional_framework_parameters)
+    groups = {group["instance_group_name"]: dict(group) for group in env.instance_groups}
+    current_group_hosts = next(
+        (list(g["hosts"]) for g in env.instance_groups if g["instance_group_name"] == env.current_instance_group), []
+    )
+    if "sagemaker_distribution_instance_groups" in framework:
+        distribution_groups = framework["sagemaker_distribution_instance_groups"]
+    else:
+        # Python's truth of the decoded values, as the official toolkit reads them ("False" is true).
+        distributed = any(framework.get(key) for key in _DISTRIBUTION_FLAGS)
+        distribution_groups = [env.current_instance_group] if distributed else []
+    if env.instance_groups:
+        distribution_hosts = [
+            host
+            for group in env.instance_groups
+            if group["instance_group_name"] in distribution_groups
+            for host in group["hosts"]
+        ]
+    else:
+        distribution_hosts = list(env.hosts)
+    master = distribution_hosts[0] if distribution_hosts else env.hosts[0]
+    model_parallel = environ.get("SM_HP_MP_PARAMETERS")
+    program = env.program
+    topology = env.resource_config.get("topology", [])
+    return {
+        "additional_framework_parameters": framework,
+        "channel_input_dirs": dict(env.channels),
+        "current_host": env.current_host,
+        "current_instance_group": env.current_instance_group,
+        "current_instance_group_hosts": current_group_hosts,
+        "current_instance_type": env.current_instance_type,
+        "distribution_hosts": distribution_hosts,
+        "distribution_instance_groups": distribution_groups,
+        "framework_module": FRAMEWORK_MODULE,
+        "hosts": list(env.hosts),
+        "hyperparameters": dict(env.hyperparameters),
+        "input_config_dir": paths.input_config_dir,
+        "input_data_config": dict(env.input_data_config),
+        "input_dir": paths.input_dir,
+        "instance_groups": list(groups),
+        "instance_groups_dict": groups,
+        "is_hetero": len(env.instance_groups) > 1,
+        "is_master": env.current_host == master,
+        "is_modelparallel_enabled": model_parallel and model_parallel != "{}",
+        "is_smddpmprun_installed": shutil.which("smddpmprun") is not None,
+        "is_smddprun_installed": shutil.which("smddprun") is not None,
+        "job_name": env.job_name,
+        "log_level": env.log_level_setting,
+        "master_hostname": master,
+        "model_dir": paths.model_dir,
+        "module_dir": env.submit_directory or paths.code_dir,
+        "module_name": program[:-3] if program and program.endswith(".py") else program,
+        "network_interface_name": env.network_interface_name,
+        "num_cpus": resources.num_cpus,
+        "num_gpus": resources.num_gpus,
+        # sagemaker-training counts Neuron cores with neuron-ls, which this image lacks, except
+        # on the one instance type it knows the count of without asking.
+        "num_neurons": 64 if "trn2.48xlarge" in env.current_instance_type else 0,
+        "output_data_dir": paths.output_data_dir,
+        "output_dir": paths.output_dir,
+        "output_intermediate_dir": paths.output_intermediate_dir,
+        "resource_config": dict(env.resource_config),
+        "topology": topology,
+        "user_entry_point": program,
+        # This image's own.
+        "kvstore": settings.kvstore,
+        "context": settings.context_string,
+    }
+
+
+# SM_<KEY> for each of these keys of SM_TRAINING_ENV, as sagemaker-training exports them.
+_EXPORTED = (
+    "current_host",
+    "current_instance_group",
+    "current_instance_group_hosts",
+    "current_instance_type",
+    "distribution_instance_groups",
+    "framework_module",
+    "hosts",
+    "input_config_dir",
+    "input_data_config",
+    "input_dir",
+    "instance_groups",
+    "instance_groups_dict",
+    "is_hetero",
+    "log_level",
+    "model_dir",
+    "module_dir",
+    "module_name",
+    "network_interface_name",
+    "num_cpus",
+    "num_gpus",
+    "num_neurons",
+    "output_data_dir",
+    "output_dir",
+    "output_intermediate_dir",
+    "resource_config",
+    "user_entry_point",
+)
+# This image's additions: SM_<KEY> for these keys too (SM_JOB_NAME only when the job has a name).
+_ADDED = ("is_master", "master_hostname", "kvstore", "context", "job_name")
+
+
+def _with_aliases(prefix: str, values: Mapping[str, str], taken: Mapping[str, str]) -> Dict[str, str]:
+    """``prefix + KEY`` for every key, plus ``prefix + variable_name(key)`` where that differs and
+    names no other variable (``SM_HP_LEARNING-RATE`` and ``SM_HP_LEARNING_RATE``)."""
+    result = {prefix + key.upper(): value for key, value in values.items()}
+    aliases: Dict[str, List[str]] = {}
+    for key in values:
+        aliases.setdefault(prefix + variable_name(key), []).append(key)
+    for alias, keys in aliases.items():
+        if len(keys) == 1 and alias not in result and alias not in taken:
+            result[alias] = values[keys[0]]
+    return result
+
+
+def variables(training: Mapping[str, Any], env: TrainingEnvironment, code_dir: str) -> Dict[str, str]:
     """The variables added to the user's process environment.
 
     Raises ConfigurationError, before anything runs, where a hyperparameter or channel could not
@@ -134,46 +280,31 @@ def variables(training: Mapping[str, Any], code_dir: str) -> Dict[str, str]:
     or more than one variable can hold (all hyperparameters travel in SM_HPS and SM_TRAINING_ENV).
     """
     hyperparameters = training["hyperparameters"]
-    check(hyperparameters, training["channel_input_dirs"])
-    result = {
-        "SM_TRAINING_ENV": json.dumps(training),
-        "SM_USER_ARGS": json.dumps(user_arguments(hyperparameters)),
-        "SM_HPS": json.dumps(hyperparameters),
-        "SM_CHANNELS": json.dumps(sorted(training["channel_input_dirs"])),
-        "SM_FRAMEWORK_PARAMS": json.dumps(training["additional_framework_parameters"]),
-        "SM_HOSTS": json.dumps(training["hosts"]),
-        "SM_RESOURCE_CONFIG": json.dumps(training["resource_config"]),
-        "SM_INPUT_DATA_CONFIG": json.dumps(training["input_data_config"]),
-    }
-    for name, directory in training["channel_input_dirs"].items():
-        result[f"SM_CHANNEL_{variable_name(name)}"] = directory
-    for name, value in hyperparameters.items():
-        result[f"SM_HP_{variable_name(name)}"] = to_argument(value)
-    for key in (
-        "current_host",
-        "framework_module",
-        "input_config_dir",
-        "input_dir",
-        "job_name",
-        "log_level",
-        "master_hostname",
-        "model_dir",
-        "module_dir",
-        "module_name",
-        "network_interface_name",
-        "num_cpus",
-        "num_gpus",
-        "output_data_dir",
-        "output_dir",
-        "output_intermediate_dir",
-        "user_entry_point",
-        "kvstore",
-        "context",
-    ):
-        value = training[key]
-        if value is not None:
-            result[f"SM_{key.upper()}"] = str(value)
-    result["SM_IS_MASTER"] = json.dumps(training["is_master"])
+    channels = training["channel_input_dirs"]
+    check(hyperparameters, channels)
+    result = {f"SM_{key.upper()}": variable_value(training[key]) for key in _EXPORTED}
+    result.update(
+        {
+            "SM_HPS": variable_value(hyperparameters),
+            "SM_FRAMEWORK_PARAMS": variable_value(training["additional_framework_parameters"]),
+            "SM_CHANNELS": variable_value(sorted(channels)),
+            "SM_USER_ARGS": variable_value(user_arguments(hyperparameters)),
+            "SM_TRAINING_ENV": variable_value(dict(training)),
+        }
+    )
+    if training["topology"]:
+        result["SM_TOPOLOGY"] = variable_value(training["topology"])
+    result.update(_with_aliases("SM_CHANNEL_", channels, result))
+    result.update(
+        _with_aliases("SM_HP_", {key: variable_value(value) for key, value in hyperparameters.items()}, result)
+    )
+    for key in _ADDED:
+        if training[key] is not None:
+            result[f"SM_{key.upper()}"] = variable_value(training[key])
+    # What sagemaker-training sets in its own environment before starting the user's code.
+    result["CURRENT_HOST"] = training["current_host"]
+    result["SAGEMAKER_JOB_NAME"] = env.submitted_job_name or ""
+    result["SAGEMAKER_REGION"] = env.default_region
     # The user's modules import from the code directory whatever the working directory.
     python_path = os.environ.get("PYTHONPATH")
     result["PYTHONPATH"] = code_dir + (os.pathsep + python_path if python_path else "")
@@ -181,5 +312,7 @@ def variables(training: Mapping[str, Any], code_dir: str) -> Dict[str, str]:
     # CPUs this container may use; the user's own settings win.
     result["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(training["num_cpus"]))
     for name, value in result.items():
-        _passable(f"the variable {name}", f"{name}={value}")
+        # A name made from a key is shown quoted: it may hold any character.
+        shown_name = name if re.fullmatch(r"[A-Z0-9_]+", name) else shown(name)
+        _passable(f"the variable {shown_name}", f"{name}={value}")
     return result

@@ -594,3 +594,32 @@ def host_jobs(make_job, hosts, hyperparameters, channels=None) -> Dict[str, "Job
         host: make_job(hyperparameters, channels=channels, hosts=tuple(hosts), current_host=host, name=host)
         for host in hosts
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The official toolkit (issue 12; docs/compatibility.md): sagemaker-training 5.1.4 with
+# sagemaker-mxnet-training 4.3.0 in a venv of its own, installed once by benchmarks/peer.py.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def official_toolkit():
+    """The peer venv (``benchmarks.peer.Peer``): about 15 s the first time, then reused."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks import peer
+
+    return peer.ensure(log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def official_mapping(official_toolkit):
+    """sagemaker-training's own ``mapping`` module (``to_cmd_args``, ``to_env_vars``), loaded from the
+    peer venv's file under a name of its own: it needs only the standard library and ``six``."""
+    import glob
+    import importlib.util
+
+    (path,) = glob.glob(f"{official_toolkit.directory}/lib/python3*/site-packages/sagemaker_training/mapping.py")
+    spec = importlib.util.spec_from_file_location("official_sagemaker_training_mapping", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

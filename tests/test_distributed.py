@@ -86,10 +86,12 @@ def _assert_trained(cluster, jobs, codes, data=MNIST_SUBSET) -> None:
 def test_mnist_trains_across_hosts_with_dist_sync(cluster, make_job, mode, hosts):
     job_cluster = cluster(hosts)
     uri = job_cluster.s3.put("code", f"{mode}/sourcedir.tar.gz", tarball_of_directory(EXAMPLES / mode))
+    # A script asks for the parameter server, as the SDK's distribution={"parameter_server": ...} does.
+    asked = {"sagemaker_parameter_server_enabled": True} if mode == "script" else {}
     jobs = host_jobs(
         make_job,
         job_cluster.hosts,
-        {"sagemaker_program": "mnist.py", "sagemaker_submit_directory": uri, "epochs": 10},
+        {"sagemaker_program": "mnist.py", "sagemaker_submit_directory": uri, "epochs": 10, **asked},
         CHANNELS,
     )
 
@@ -101,7 +103,8 @@ def test_mnist_trains_across_hosts_with_dist_sync(cluster, make_job, mode, hosts
         assert "kvstore dist_sync" in job.log.read_text()
 
 
-def test_a_script_that_opts_out_of_the_parameter_server_trains_alone_on_each_host(cluster, make_job):
+def test_a_script_that_does_not_ask_for_the_parameter_server_trains_alone_on_each_host(cluster, make_job):
+    # As in the official MXNet toolkit: the parameter server runs only with sagemaker_parameter_server_enabled.
     job_cluster = cluster(2)
     source = """
     import json, os
@@ -113,11 +116,7 @@ def test_a_script_that_opts_out_of_the_parameter_server_trains_alone_on_each_hos
     jobs = host_jobs(
         make_job,
         job_cluster.hosts,
-        {
-            "sagemaker_program": "worker.py",
-            "sagemaker_submit_directory": uri,
-            "sagemaker_parameter_server_enabled": False,
-        },
+        {"sagemaker_program": "worker.py", "sagemaker_submit_directory": uri},
     )
 
     codes = wait_all(job_cluster.start(jobs), TRAINING_TIMEOUT)

@@ -13,13 +13,14 @@ from sagemaker_mxnet_container.errors import ConfigurationError
 CONFIG_FILES = ("hyperparameters.json", "resourceconfig.json", "inputdataconfig.json")
 
 
-def read(job):
-    return environment.read(Paths(str(job.base)))
+def read(job, environ=None):
+    # Not this process's environment: TRAINING_JOB_NAME or SAGEMAKER_PROGRAM there would change the result.
+    return environment.read(Paths(str(job.base)), environ={} if environ is None else environ)
 
 
-def read_error(job) -> str:
+def read_error(job, environ=None) -> str:
     with pytest.raises(ConfigurationError) as caught:
-        read(job)
+        read(job, environ)
     return str(caught.value)
 
 
@@ -106,12 +107,51 @@ def test_sagemaker_keys_are_split_from_the_users_hyperparameters(make_job):
         "sagemaker_kvstore",
         "sagemaker_mode",
     }
+    assert env.additional_framework_parameters == {"sagemaker_kvstore": "dist_sync", "sagemaker_mode": "script"}
     assert env.program == "train.py"
     assert env.submit_directory == "s3://bucket/code.tar.gz"
-    assert env.region == "us-west-2"
-    assert env.job_name == "job-1"
+    assert env.region == env.default_region == "us-west-2"
+    assert env.submitted_job_name == "job-1"
     assert env.kvstore == "dist_sync"
     assert env.mode == "script"
+
+
+def test_the_platforms_reserved_keys_never_reach_the_user(make_job):
+    # Automatic model tuning adds _tuning_objective_metric to every trial's hyperparameters.
+    job = make_job({"epochs": 3, "_tuning_objective_metric": "validation:accuracy", "default_user_module_name": "m"})
+
+    env = read(job)
+
+    assert dict(env.hyperparameters) == {"epochs": 3}
+    assert env.additional_framework_parameters == {}
+
+
+def test_the_job_name_is_the_platforms_training_job_name(make_job):
+    job = make_job({"sagemaker_job_name": "tuning-job"})
+
+    assert read(job, {"TRAINING_JOB_NAME": "tuning-job-001-abc"}).job_name == "tuning-job-001-abc"
+    assert read(job).job_name is None
+    assert read(job).submitted_job_name == "tuning-job"
+
+
+def test_sagemaker_program_in_the_environment_names_the_entry_point_and_wins(make_job):
+    # The "extend the image" pattern: ENV SAGEMAKER_PROGRAM in the Dockerfile, code in /opt/ml/code.
+    assert read(make_job({}), {"SAGEMAKER_PROGRAM": "train.py"}).program == "train.py"
+    assert read(make_job({"sagemaker_program": "hp.py"}, name="both"), {"SAGEMAKER_PROGRAM": "env.py"}).program == (
+        "env.py"
+    )
+    assert read(make_job({"sagemaker_program": "hp.py"}, name="hp"), {"SAGEMAKER_PROGRAM": ""}).program == "hp.py"
+
+
+def test_the_region_defaults_as_the_aws_sdk_finds_it(make_job, tmp_path):
+    job = make_job({})
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = eu-north-1\n[profile other]\nregion = sa-east-1\n")
+
+    assert read(job, {"AWS_DEFAULT_REGION": "ap-south-1"}).default_region == "ap-south-1"
+    assert read(job, {"AWS_CONFIG_FILE": str(config)}).default_region == "eu-north-1"
+    assert read(job, {"AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "other"}).default_region == "sa-east-1"
+    assert read(job, {"HOME": str(tmp_path / "nobody")}).default_region == ""
 
 
 def test_unset_framework_parameters_are_none_and_defaults_apply(make_job):
@@ -169,13 +209,15 @@ def test_unknown_sagemaker_keys_are_reported_as_ignored_and_known_ones_are_not(m
         ("logging.INFO", logging.INFO),
         ("logging.error", logging.ERROR),
         (5, 5),
+        ("-5", -5),
+        ("+10", 10),
     ],
 )
 def test_log_level_is_read_from_a_number_a_numeric_string_or_a_level_name(value, level):
     assert parse_log_level(value) == level
 
 
-@pytest.mark.parametrize("value", ["LOUD", "logging.LOUD", "", True, 1.5])
+@pytest.mark.parametrize("value", ["LOUD", "logging.LOUD", "", True, 1.5, "--5", "²", "1²", "+-3"])
 def test_a_bad_log_level_names_the_hyperparameter_and_the_value(value):
     with pytest.raises(ConfigurationError) as caught:
         parse_log_level(value)
@@ -293,18 +335,87 @@ def test_a_host_listed_twice_is_an_error(make_job):
     assert "'hosts' lists a host more than once" in message
 
 
-def test_hosts_are_sorted_so_every_host_agrees_which_is_first(make_job):
-    env = read(make_job({}, hosts=("algo-3", "algo-1", "algo-2"), current_host="algo-2"))
+def test_hosts_keep_the_order_resourceconfig_lists_them_in_and_the_first_is_the_first_host(make_job):
+    # As the official toolkit keeps them; the platform writes them sorted.
+    env = read(make_job({}, hosts=("algo-3", "algo-1", "algo-2"), current_host="algo-3"))
 
-    assert env.hosts == ("algo-1", "algo-2", "algo-3")
-    assert env.current_host == "algo-2"
-    assert env.is_first_host is False
-
-
-def test_the_first_sorted_host_is_the_first_host(make_job):
-    env = read(make_job({}, hosts=("algo-2", "algo-1"), current_host="algo-1"))
-
+    assert env.hosts == ("algo-3", "algo-1", "algo-2")
     assert env.is_first_host is True
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a..b", "a" * 64, "a" * 300, "algo\x00-1", "algo 1", "algo/1", ".algo", "algo..", "x" * 63 + "." + "y" * 200],
+)
+def test_a_host_name_no_resolver_accepts_fails_at_once_naming_it(make_job, host):
+    # Before this check, such a name failed only after the whole host wait (ten minutes).
+    job = make_job({})
+    job.write_config("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1", host]})
+
+    message = read_error(job)
+
+    assert "is not a valid host name" in message
+    assert repr(host[:60])[:-1] in message
+
+
+@pytest.mark.parametrize("host", ["algo-1", "10.0.0.7", "ip-10-0-0-7.ec2.internal", "algo-1.", "my_host", "a" * 63])
+def test_host_names_a_resolver_accepts_are_accepted(make_job, host):
+    assert read(make_job({}, hosts=(host,), current_host=host)).hosts == (host,)
+
+
+def test_instance_groups_of_a_heterogeneous_cluster_are_read(make_job):
+    job = make_job({})
+    groups = [{"instance_group_name": "train", "instance_type": "ml.p3.2xlarge", "hosts": ["algo-1"]}]
+    job.write_config(
+        "resourceconfig.json",
+        {
+            "current_host": "algo-1",
+            "hosts": ["algo-1"],
+            "current_group_name": "train",
+            "current_instance_type": "ml.p3.2xlarge",
+            "instance_groups": groups,
+        },
+    )
+
+    env = read(job)
+
+    assert (env.current_instance_group, env.current_instance_type) == ("train", "ml.p3.2xlarge")
+    assert [dict(group) for group in env.instance_groups] == groups
+
+
+def test_a_homogeneous_cluster_has_the_official_defaults(make_job):
+    env = read(make_job({}))
+
+    assert (env.current_instance_group, env.current_instance_type, env.instance_groups) == (
+        "homogeneousCluster",
+        "local",
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("instance_groups", {"train": []}, "'instance_groups' must be a list"),
+        ("instance_groups", [{"hosts": ["algo-1"]}], "string 'instance_group_name'"),
+        ("instance_groups", [{"instance_group_name": "train", "hosts": "algo-1"}], "list of host names 'hosts'"),
+        ("instance_groups", ["train"], "every entry of 'instance_groups'"),
+        ("current_group_name", 3, "'current_group_name' must be a string"),
+        ("current_instance_type", None, "'current_instance_type' must be a string"),
+    ],
+)
+def test_a_malformed_instance_group_setting_fails_naming_it(make_job, key, value, problem):
+    job = make_job({})
+    job.write_config("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"], key: value})
+
+    assert problem in read_error(job)
+
+
+@pytest.mark.parametrize("value", ["gpu", [1], {"gpu": 1}])
+def test_distribution_instance_groups_must_be_a_list_of_names(make_job, value):
+    message = read_error(make_job({"sagemaker_distribution_instance_groups": value}))
+
+    assert "sagemaker_distribution_instance_groups must be a list of instance group names" in message
 
 
 def test_network_interface_defaults_to_eth0(make_job):
@@ -452,6 +563,48 @@ def test_a_bad_stop_grace_seconds_is_rejected(make_job, written):
     message = read_error(make_job({"sagemaker_stop_grace_seconds": written}, raw=True))
 
     assert "sagemaker_stop_grace_seconds must be a number of seconds" in message
+
+
+# --- multi-host settings ----------------------------------------------------------------------
+
+
+def test_the_parameter_server_is_off_unless_asked_for_as_in_the_official_toolkit(make_job):
+    assert read(make_job({})).cluster.parameter_server_enabled is False
+    assert read(make_job({"sagemaker_parameter_server_enabled": True}, name="on")).cluster.parameter_server_enabled
+    # Written by hand, not as JSON: the official toolkit takes any non-empty string for true.
+    written = make_job({"sagemaker_parameter_server_enabled": "False"}, raw=True, name="by-hand")
+    assert read(written).cluster.parameter_server_enabled is False
+
+
+def test_the_official_toolkits_ps_port_and_ps_verbose_are_read(make_job):
+    cluster = read(make_job({"_ps_port": "9000", "_ps_verbose": "2"})).cluster
+
+    assert (cluster.parameter_server_port, cluster.liveness_port, cluster.parameter_server_verbose) == (9000, 9001, "2")
+    assert read(make_job({}, name="defaults")).cluster.parameter_server_verbose == "0"
+
+
+def test_this_images_parameter_server_port_wins_over_ps_port(make_job):
+    job = make_job({"_ps_port": "9000", "sagemaker_parameter_server_port": 9100})
+
+    assert read(job).cluster.parameter_server_port == 9100
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sagemaker_parameter_server_port", "8²"),
+        ("sagemaker_parameter_server_port", "８０００"),
+        ("sagemaker_liveness_port", "-1"),
+        ("_ps_port", "http"),
+        ("_ps_verbose", "loud"),
+        ("_ps_verbose", "²"),
+    ],
+)
+def test_a_port_or_verbosity_that_is_not_a_plain_number_fails_naming_it(make_job, key, value):
+    # "8²".isdigit() is true, and int() then raised ValueError: an internal error with a traceback.
+    message = read_error(make_job({key: value}))
+
+    assert key in message and repr(value) in message
 
 
 # --- immutability -----------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 - ``environment.read`` on any three files either returns a configuration or raises
   ConfigurationError: no other exception, whatever the files hold;
-- for an accepted configuration, ``sm_variables`` either raises ConfigurationError or builds
-  variables and arguments that decode back to exactly the hyperparameters, and that execve
-  can carry;
+- for an accepted configuration, ``sm_variables`` either raises ConfigurationError naming a key
+  or builds exactly the arguments and ``SM_HP_*``/``SM_HPS``/``SM_USER_ARGS`` that the official
+  toolkit's own functions (sagemaker-training's ``mapping``, from the peer venv) build, and execve
+  carries them into a real process unchanged;
 - through the real ``train``, a rejected configuration leaves a failure file naming a cause
   (never "Internal error") and an accepted one reaches the program intact.
 
@@ -101,25 +102,38 @@ def canonical(value) -> str:
 
 def build_variables(env: environment.TrainingEnvironment):
     settings_ = mxnet_settings.choose(len(env.hosts), 0, None)
-    training = sm_variables.training_env(env, Resources(num_gpus=0, num_cpus=2), settings_, "train")
-    return training, sm_variables.variables(training, "/opt/ml/code"), sm_variables.user_arguments(env.hyperparameters)
+    training = sm_variables.training_env(env, Resources(num_gpus=0, num_cpus=2), settings_, environ={})
+    variables = sm_variables.variables(training, env, "/opt/ml/code")
+    return training, variables, sm_variables.user_arguments(env.hyperparameters)
 
 
-def assert_round_trip(hyperparameters, variables, arguments):
+def official_variables(official_mapping, hyperparameters):
+    """What sagemaker-training exports for these hyperparameters, by its own to_env_vars."""
+    arguments = official_mapping.to_cmd_args(hyperparameters)
+    exported = {"hps": hyperparameters, "user_args": arguments, **{f"hp_{k}": v for k, v in hyperparameters.items()}}
+    return arguments, official_mapping.to_env_vars(exported)
+
+
+def assert_as_official(official_mapping, hyperparameters, variables, arguments):
     for name, value in variables.items():
         assert isinstance(value, str)
         encoded = os.fsencode(f"{name}={value}")
         assert b"\0" not in encoded and len(encoded) < sm_variables.MAX_STRING_BYTES
-    assert canonical(json.loads(variables["SM_HPS"])) == canonical(dict(hyperparameters))
+    official_arguments, official = official_variables(official_mapping, dict(hyperparameters))
+    assert arguments == official_arguments
+    # Key by key: where two keys make one variable, the official toolkit keeps one value silently.
+    for key, value in hyperparameters.items():
+        (name, text), *_ = official_mapping.to_env_vars({f"hp_{key}": value}).items()
+        assert variables[name] == text, name
+    for name in ("SM_HPS", "SM_USER_ARGS"):
+        assert variables[name] == official[name]
     assert canonical(json.loads(variables["SM_TRAINING_ENV"])["hyperparameters"]) == canonical(dict(hyperparameters))
-    assert json.loads(variables["SM_USER_ARGS"]) == arguments
-    names, values = arguments[::2], arguments[1::2]
-    assert names == [f"--{key}" for key in sorted(hyperparameters)]
-    for key, text in zip(sorted(hyperparameters), values, strict=True):
-        value = hyperparameters[key]
-        decoded = text if isinstance(value, str) else json.loads(text)
-        assert canonical(decoded) == canonical(value)
-        assert variables[f"SM_HP_{sm_variables.variable_name(key)}"] == text
+
+
+def assert_names_a_key(error: ConfigurationError, hyperparameters) -> None:
+    """A rejection names the hyperparameter at fault, or the variable that all of them overflow."""
+    message = str(error)
+    assert any(environment.shown(key) in message for key in hyperparameters) or "the variable SM_" in message, message
 
 
 @settings(max_examples=400, **FIXED)
@@ -137,7 +151,9 @@ VALID_RESOURCES = json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
 
 @settings(max_examples=400, **FIXED)
 @given(hyperparameter_files)
-def test_accepted_hyperparameters_round_trip_through_arguments_and_variables_or_are_rejected(hyperparameters):
+def test_hyperparameters_become_the_official_arguments_and_variables_or_fail_naming_a_key(
+    official_mapping, hyperparameters
+):
     env = read_or_reject(
         {
             "hyperparameters.json": json.dumps(hyperparameters),
@@ -150,9 +166,9 @@ def test_accepted_hyperparameters_round_trip_through_arguments_and_variables_or_
     try:
         _, variables, arguments = build_variables(env)
     except ConfigurationError as error:
-        assert str(error).strip()
+        assert_names_a_key(error, env.hyperparameters)
         return
-    assert_round_trip(env.hyperparameters, variables, arguments)
+    assert_as_official(official_mapping, env.hyperparameters, variables, arguments)
 
 
 ECHO = textwrap.dedent(
@@ -166,7 +182,7 @@ ECHO = textwrap.dedent(
 
 @settings(max_examples=40, **FIXED)
 @given(st.dictionaries(any_text, json_values, max_size=6))
-def test_accepted_hyperparameters_survive_execve_into_a_real_process(values):
+def test_accepted_hyperparameters_reach_a_real_process_as_the_official_toolkit_gives_them(official_mapping, values):
     env = read_or_reject(
         {
             "hyperparameters.json": json.dumps({key: json.dumps(value) for key, value in values.items()}),
@@ -178,8 +194,10 @@ def test_accepted_hyperparameters_survive_execve_into_a_real_process(values):
         return
     try:
         _, variables, arguments = build_variables(env)
-    except ConfigurationError:
+    except ConfigurationError as error:
+        assert_names_a_key(error, env.hyperparameters)
         return
+    official_arguments, official = official_variables(official_mapping, dict(env.hyperparameters))
     run = subprocess.run(
         [sys.executable, "-c", ECHO, *arguments],
         env={**os.environ, **variables},
@@ -188,11 +206,11 @@ def test_accepted_hyperparameters_survive_execve_into_a_real_process(values):
     )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout)
-    assert [os.fsencode(a) for a in seen["argv"]] == [os.fsencode(a) for a in arguments]
-    assert canonical(json.loads(seen["hps"])) == canonical(dict(env.hyperparameters))
+    assert seen["argv"] == official_arguments
+    assert seen["hps"] == official["SM_HPS"]
     for key in env.hyperparameters:
-        name = f"SM_HP_{sm_variables.variable_name(key)}"
-        assert os.fsencode(seen["hp"][name]) == os.fsencode(variables[name])
+        name = f"SM_HP_{key.upper()}"
+        assert seen["hp"][name] == official[name]
 
 
 RUNS = "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'ran'), 'w').close()\n"

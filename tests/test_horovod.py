@@ -14,8 +14,10 @@ import time
 import pytest
 from conftest import EXAMPLES, MNIST_SUBSET, REPO, apt_install_missing, failing_rank_script
 
-from sagemaker_mxnet_container import cluster, gloo, horovod_launch, mpi, mpi_rank
+from sagemaker_mxnet_container import cluster
 from sagemaker_mxnet_container.errors import ToolkitError
+from sagemaker_mxnet_container.horovod import gloo, mpi, mpi_rank
+from sagemaker_mxnet_container.horovod import launch as horovod_launch
 
 sys.path.insert(0, str(EXAMPLES))
 import evaluate  # noqa: E402
@@ -141,7 +143,7 @@ def test_ranks_are_ordered_host_by_host():
 
 @pytest.mark.parametrize("hosts, processes", [(1, 1), (1, 3), (2, 2), (3, 2), (4, 1)])
 def test_the_plan_is_the_one_horovods_rendezvous_serves(horovod, hosts, processes):
-    from sagemaker_mxnet_container import rendezvous
+    from sagemaker_mxnet_container.horovod import rendezvous
 
     names = [f"algo-{index}" for index in range(1, hosts + 1)]
     theirs = rendezvous.plan(names, processes)
@@ -202,7 +204,7 @@ def test_mpirun_gets_an_argument_list_with_the_custom_options_verbatim():
     assert argv[:5] == ["mpirun", "--host", "algo-1:2,algo-2:2", "-np", "4"]
     assert argv[argv.index("--map-by") + 1] == "slot"
     separator = argv.index("--")
-    assert argv[separator:] == ["--", sys.executable, "-m", "sagemaker_mxnet_container.mpi_rank", "2", "--"] + [
+    assert argv[separator:] == ["--", sys.executable, "-m", "sagemaker_mxnet_container.horovod.mpi_rank", "2", "--"] + [
         "python",
         "train.py",
     ]

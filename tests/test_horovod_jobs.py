@@ -148,3 +148,30 @@ def test_a_taken_rendezvous_port_fails_the_job_naming_the_port_and_the_setting(h
 
     assert f"Port {port} on algo-1 is in use" in finished.reason
     assert "sagemaker_horovod_rendezvous_port" in finished.reason
+
+
+def test_custom_mpi_options_that_set_variables_reach_every_gloo_rank(horovod, code_job, run_checked):
+    source = """
+    import horovod.mxnet as hvd
+    hvd.init()
+    with open(os.path.join(MARKERS, f"rank-{hvd.rank()}"), "w") as stream:
+        stream.write(os.environ["NCCL_DEBUG"] + " " + os.environ["SMMX_FLAG"])
+    """
+    options = {"sagemaker_mpi_custom_mpi_options": "-x NCCL_DEBUG=INFO -x 'SMMX_FLAG=a b'"}
+    job = code_job(source, horovod_hyperparameters("gloo", **options))
+
+    finished = run_checked(job, within=60, allowed_outside=[code_job.markers])
+
+    assert finished.exit_code == 0, finished.stderr[-3000:]
+    assert [path.read_text() for path in sorted(code_job.markers.glob("rank-*"))] == ["INFO a b", "INFO a b"]
+
+
+def test_a_custom_mpi_option_without_meaning_under_gloo_fails_before_any_rank_runs(code_job, run_checked):
+    options = {"sagemaker_mpi_custom_mpi_options": "-x NCCL_DEBUG=INFO --mca btl_tcp_if_include eth0"}
+    job = code_job("open(os.path.join(MARKERS, 'ran'), 'w').close()\n", horovod_hyperparameters("gloo", **options))
+
+    finished = run_checked(job)
+
+    assert finished.exit_code == 1
+    assert "'--mca' has no meaning under the Gloo launcher" in finished.reason
+    assert not (code_job.markers / "ran").exists()

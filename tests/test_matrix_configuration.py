@@ -6,6 +6,7 @@ empty ``hosts`` and a channel without its directory are in test_configuration_fa
 Every run here is checked by ``run_checked`` (conftest) for the invariants of docs/reliability.md.
 """
 
+import ast
 import json
 
 import pytest
@@ -88,6 +89,61 @@ def write_raw_hyperparameters(job, values):
             '{"sagemaker_program": "\\"train.py\\"", "depth": ' + "[" * 100_000 + "]" * 100_000 + "}",
             "hyperparameters.json is not valid JSON: maximum recursion depth exceeded",
             id="nested-100000-deep",
+        ),
+        # Issue 16: each of these used to end as "Internal error" with a traceback, or worse.
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "epochs": "5", "": '"x"', "lr": "0.1"},
+            "hyperparameter '' has no name: its value would reach the script with no option before it",
+            id="empty-name-shifts-the-arguments",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "-": '"x"'},
+            "hyperparameter '-' would reach the script as '--', which ends its options",
+            id="dash-name-shifts-the-arguments",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_container_log_level": '"--5"'},
+            "sagemaker_container_log_level '--5' is not a logging level",
+            id="log-level-two-minus-signs",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_container_log_level": '"\u00b2"'},
+            "sagemaker_container_log_level '²' is not a logging level",
+            id="log-level-superscript-digit",
+        ),
+        pytest.param(
+            "hyperparameters.json",
+            {"sagemaker_program": '"train.py"', "sagemaker_parameter_server_port": '"8\u00b2"'},
+            "hyperparameter sagemaker_parameter_server_port must be a TCP port number, got '8²'",
+            id="port-superscript-digit",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1", "algo..2"]},
+            "host name 'algo..2' is not a valid host name",
+            id="host-empty-label",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1", "a" * 300]},
+            "host name '" + "a" * 60 + "...' is not a valid host name",
+            id="host-300-character-label",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1", "algo\u0000-2"]},
+            "host name 'algo\\x00-2' is not a valid host name",
+            id="host-with-nul",
+        ),
+        pytest.param(
+            "resourceconfig.json",
+            {"current_host": "algo-1", "hosts": ["algo-1"], "instance_groups": [{"hosts": ["algo-1"]}]},
+            "every entry of 'instance_groups' must be an object with a string 'instance_group_name'",
+            id="instance-group-without-name",
         ),
     ],
 )
@@ -173,16 +229,15 @@ def test_non_ascii_keys_and_values_reach_the_program_unchanged(code_job, run_che
     pairs = dict(zip(got["argv"][::2], got["argv"][1::2], strict=True))
     assert pairs["--optimiseur"] == "évolutif"
     assert pairs["--emoji"] == "🚀 launch"
-    assert json.loads(pairs["--mixed"]) == NON_ASCII["mixed"]
+    assert ast.literal_eval(pairs["--mixed"]) == NON_ASCII["mixed"]
     assert got["hp_variables"]["SM_HP_OPTIMISEUR"] == "évolutif"
-    assert got["hp_variables"]["SM_HP____"] == "0.01"
+    assert got["hp_variables"]["SM_HP_学习率"] == got["hp_variables"]["SM_HP____"] == "0.01"
 
 
-@pytest.mark.parametrize(
-    "first, second, variable",
-    [("LR", "lr", "SM_HP_LR"), ("learning-rate", "learning_rate", "SM_HP_LEARNING_RATE"), ("a.b", "a_b", "SM_HP_A_B")],
-)
-def test_hyperparameters_that_collide_as_variables_fail_naming_both(code_job, run_checked, first, second, variable):
+@pytest.mark.parametrize("first, second, variable", [("LR", "lr", "SM_HP_LR"), ("STRASSE", "straße", "SM_HP_STRASSE")])
+def test_hyperparameters_that_upper_case_to_one_variable_fail_naming_both(
+    code_job, run_checked, first, second, variable
+):
     job = code_job(RAN, {first: 1, second: 2})
 
     finished = run_checked(job, within=30)
@@ -192,17 +247,51 @@ def test_hyperparameters_that_collide_as_variables_fail_naming_both(code_job, ru
     assert not (code_job.markers / "ran").exists()
 
 
-def test_channels_that_collide_as_variables_fail_naming_both(code_job, run_checked):
+def test_keys_that_differ_only_in_punctuation_each_get_their_own_variable(code_job, run_checked):
+    # SM_HP_LEARNING-RATE and SM_HP_LEARNING_RATE, as the official toolkit names them.
+    job = code_job(ECHO, {"learning-rate": 1, "learning_rate": 2})
+
+    finished = run_checked(job)
+
+    assert finished.exit_code == 0, finished.stderr[-3000:]
+    assert received(job)["hp_variables"] == {"SM_HP_LEARNING-RATE": "1", "SM_HP_LEARNING_RATE": "2"}
+
+
+def test_channels_that_upper_case_to_one_variable_fail_naming_both(code_job, run_checked):
     job = code_job(RAN)
-    for name in ("train-a", "train.a"):
+    for name in ("train", "TRAIN"):
         job.channel(name).mkdir()
-    job.write_config("inputdataconfig.json", {"train-a": {}, "train.a": {}})
+    job.write_config("inputdataconfig.json", {"train": {}, "TRAIN": {}})
 
     finished = run_checked(job, within=30)
 
     assert finished.exit_code == 1
-    assert finished.reason.startswith("channels 'train-a' and 'train.a' would both be passed as SM_CHANNEL_TRAIN_A")
+    assert finished.reason.startswith("channels 'TRAIN' and 'train' would both be passed as SM_CHANNEL_TRAIN")
     assert not (code_job.markers / "ran").exists()
+
+
+def test_legacy_mode_forced_on_a_shell_script_fails_naming_it(make_job, run_checked):
+    # It used to end as "Internal error: 'NoneType' object has no attribute 'loader'".
+    job = make_job({"sagemaker_program": "train.sh", "sagemaker_mode": "legacy"})
+    job.code_dir.mkdir()
+    (job.code_dir / "train.sh").write_text("echo never\n")
+
+    finished = run_checked(job, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith("sagemaker_mode is legacy, but the entry point 'train.sh' is not a Python module")
+
+
+def test_an_entry_point_too_deeply_nested_to_parse_fails_with_pythons_own_error(code_job, run_checked):
+    # Mode detection used to raise RecursionError: an internal error with a traceback.
+    job = code_job("def train():\n    pass\nx = " + "+".join(["1"] * 100_000) + "\n")
+
+    finished = run_checked(job, within=60)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith("train.py exited with code 1")
+    assert "RecursionError: maximum recursion depth exceeded during compilation" in finished.failure
+    assert "it is nested too deeply for Python's parser" in finished.stderr
 
 
 @pytest.mark.parametrize(

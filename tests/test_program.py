@@ -1,7 +1,9 @@
 """program: locating the entry point, choosing legacy or script mode, and the command that runs it."""
 
+import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -107,7 +109,7 @@ def test_a_symlinked_entry_point_keeps_its_own_name(code_dir):
     path = locate(str(code_dir), "train.py")
 
     assert path == str(code_dir / "train.py")
-    assert Program(path, SCRIPT, "").module_name == "train"
+    assert Program(path, "train.py", SCRIPT, "").module_name == "train"
 
 
 def test_an_absolute_entry_point_is_refused_even_inside_the_code_dir(code_dir):
@@ -255,6 +257,116 @@ SHAPES = {
             pass
         """,
     ),
+    # As AWS's own legacy examples begin: library calls prepare the module, they do not run it.
+    "legacy that configures logging and assigns from calls": (
+        LEGACY,
+        """
+        import logging
+        import mxnet as mx
+
+        logging.basicConfig(level=logging.DEBUG)
+        logger = logging.getLogger(__name__)
+        CTX = [mx.cpu()]
+
+        def train(channel_input_dirs, hyperparameters, num_gpus, hosts, **kwargs):
+            return None
+        """,
+    ),
+    "legacy with imports in try and if blocks": (
+        LEGACY,
+        """
+        try:
+            import ujson as json
+        except ImportError:
+            import json
+        if json:
+            SEPARATOR = ","
+
+        def train(**kwargs):
+            pass
+        """,
+    ),
+    "a program that calls main() at the top level": (
+        SCRIPT,
+        """
+        def train(args):
+            pass
+
+        def main():
+            train(None)
+
+        main()
+        """,
+    ),
+    "a program that calls train() inside a with block": (
+        SCRIPT,
+        """
+        import contextlib
+
+        def train():
+            pass
+
+        with contextlib.suppress(Exception):
+            train()
+        """,
+    ),
+    "a program that trains in a top-level loop": (
+        SCRIPT,
+        """
+        def train(epoch):
+            pass
+
+        for epoch in range(3):
+            pass
+        """,
+    ),
+    "a program that reads its arguments at the top level": (
+        SCRIPT,
+        """
+        import argparse
+
+        def train(args):
+            pass
+
+        parser = argparse.ArgumentParser()
+        args, _ = parser.parse_known_args()
+        """,
+    ),
+    "a program that reads sys.argv at the top level": (
+        SCRIPT,
+        """
+        import sys
+
+        def train(epochs):
+            pass
+
+        EPOCHS = int(sys.argv[1])
+        """,
+    ),
+    "a program that calls one of its own functions": (
+        SCRIPT,
+        """
+        def load():
+            return []
+
+        def train():
+            pass
+
+        DATA = load()
+        """,
+    ),
+    "a program that calls train() under an if": (
+        SCRIPT,
+        """
+        import os
+
+        def train():
+            pass
+
+        if os.environ.get("SM_MODEL_DIR"):
+            train()
+        """,
+    ),
 }
 
 
@@ -276,6 +388,22 @@ def test_detect_mode_gives_the_reason_it_chose(code_dir):
     reversed_guard = write(code_dir, "b.py", SHAPES["reversed main block"][1])
     assert detect_mode(reversed_guard)[1] == "it has an if __name__ == '__main__' block"
     assert detect_mode(write(code_dir, "c.py", "def train(:"))[1] == "it does not parse as Python"
+    assert detect_mode(write(code_dir, "d.py", SHAPES["a program that calls main() at the top level"][1]))[1] == (
+        "it defines train() but it calls main() at the top level, so importing it would run it"
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def train():\n    pass\nx = " + "+".join(["1"] * 100000) + "\n",  # RecursionError in the parser
+        "def train():\n    pass\nx = " + "not " * 200000 + "1\n",  # MemoryError in the parser
+    ],
+    ids=["recursion", "memory"],
+)
+def test_an_entry_point_too_deeply_nested_to_parse_is_left_for_python_to_report(code_dir, source):
+    # Python's own compiler gives up on these too, and says so when the program runs.
+    assert detect_mode(write(code_dir, "deep.py", source)) == (SCRIPT, "it is nested too deeply for Python's parser")
 
 
 def test_a_file_with_a_null_byte_is_left_for_python_to_report(code_dir):
@@ -304,7 +432,7 @@ def test_choose_detects_the_mode(code_dir):
 
     chosen = program.choose(str(code_dir), "train.py", None)
 
-    assert chosen == Program(path, LEGACY, "it defines train() and has no if __name__ == '__main__' block")
+    assert chosen == Program(path, "train.py", LEGACY, "it defines train() and has no if __name__ == '__main__' block")
     assert chosen.module_name == "train"
 
 
@@ -323,94 +451,146 @@ def test_choose_still_locates_when_the_mode_is_overridden(code_dir):
         program.choose(str(code_dir), "missing.py", SCRIPT)
 
 
+@pytest.mark.parametrize("name", ["run.sh", "train"])
+def test_legacy_mode_forced_on_a_file_that_is_not_a_python_module_fails_naming_it(code_dir, name):
+    write(code_dir, name, "echo hi\n")
+
+    with pytest.raises(CodeError) as caught:
+        program.choose(str(code_dir), name, LEGACY)
+
+    assert f"the entry point {name!r} is not a Python module (.py)" in str(caught.value)
+    assert "remove sagemaker_mode" in str(caught.value)
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 ARGUMENTS = ["--name", "two words", "--quote", 'it\'s "quoted"', "--cmd", "$(touch pwned)", "--glob", "*", "; echo x"]
 
 
 def script(path: str) -> Program:
-    return Program(path, SCRIPT, "test")
+    return Program(path, os.path.basename(path), SCRIPT, "test")
 
 
-def test_a_python_script_runs_with_this_interpreter(code_dir):
+TRAMPOLINE = ["/bin/sh", "-c", 'exec "$0" "$@"']
+
+
+def test_a_python_script_runs_with_this_interpreter_by_the_name_it_was_given(code_dir):
     path = write(code_dir, "train.py")
 
-    assert script_command(script(path), str(code_dir), ["--lr", "0.1"]) == [sys.executable, path, "--lr", "0.1"]
+    assert script_command(script(path), str(code_dir), ["--lr", "0.1"]) == [
+        sys.executable,
+        "--",
+        "train.py",
+        "--lr",
+        "0.1",
+    ]
 
 
-def test_a_shell_script_runs_with_bin_sh_and_its_arguments_verbatim(code_dir):
+def test_a_shell_script_is_made_executable_and_run_as_a_command(code_dir):
     path = write(code_dir, "run.sh")
+    os.chmod(path, 0o644)
 
-    assert script_command(script(path), str(code_dir), ARGUMENTS) == ["/bin/sh", path, *ARGUMENTS]
+    assert script_command(script(path), str(code_dir), ARGUMENTS) == [*TRAMPOLINE, "./run.sh", *ARGUMENTS]
+    # Executable as sagemaker-training makes it, but not writable by others (it sets 0777).
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
+
+
+def run_in(code_dir, command):
+    return subprocess.run(command, cwd=code_dir, capture_output=True, text=True, timeout=30, check=True).stdout
 
 
 def test_shell_script_arguments_are_not_reparsed_by_a_shell(code_dir):
     path = write(code_dir, "run.sh", 'for argument in "$@"; do printf "%s\\n" "$argument"; done\n')
 
-    result = subprocess.run(
-        script_command(script(path), str(code_dir), ARGUMENTS),
-        cwd=code_dir,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-
-    assert result.stdout.splitlines() == ARGUMENTS
+    assert run_in(code_dir, script_command(script(path), str(code_dir), ARGUMENTS)).splitlines() == ARGUMENTS
     assert not (code_dir / "pwned").exists()
 
 
+def test_a_shell_scripts_interpreter_line_chooses_its_interpreter(code_dir):
+    path = write(code_dir, "run.sh", '#!/bin/bash\necho "${BASH_VERSINFO[0]} $0 $1"\n')
+
+    output = run_in(code_dir, script_command(script(path), str(code_dir), ["a b"]))
+
+    assert output.split(" ", 1)[1] == "./run.sh a b\n"
+    assert output.split(" ", 1)[0].isdigit()
+
+
+def test_a_shell_script_without_an_interpreter_line_runs_under_bin_sh(code_dir):
+    path = write(code_dir, "run.sh", 'echo "$0 ${BASH_VERSION:-not bash}"\n')
+
+    assert run_in(code_dir, script_command(script(path), str(code_dir), [])) == "./run.sh not bash\n"
+
+
+def test_a_script_that_cannot_be_made_executable_runs_under_bin_sh(code_dir, monkeypatch):
+    # A read-only code directory, which root cannot produce by chmod alone: os.chmod is replaced.
+    path = write(code_dir, "run.sh", 'echo "$0 $1"\n')
+    os.chmod(path, 0o644)
+
+    def read_only(*_):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "chmod", read_only)
+
+    command = script_command(script(path), str(code_dir), ["x"])
+
+    assert command == ["/bin/sh", "./run.sh", "x"]
+    assert run_in(code_dir, command) == "./run.sh x\n"
+
+
 def test_a_python_script_receives_its_arguments_verbatim(code_dir):
-    path = write(code_dir, "train.py", "import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    path = write(code_dir, "train.py", "import json, sys\nprint(json.dumps(sys.argv))\n")
 
-    result = subprocess.run(
-        script_command(script(path), str(code_dir), ARGUMENTS), capture_output=True, text=True, timeout=30, check=True
-    )
+    output = run_in(code_dir, script_command(script(path), str(code_dir), ARGUMENTS))
 
-    assert result.stdout.strip() == json.dumps(ARGUMENTS)
+    assert json.loads(output) == ["train.py", *ARGUMENTS]
+
+
+def test_an_entry_point_named_like_an_option_is_still_the_program(code_dir):
+    path = write(code_dir, "-c.py", "import sys\nprint(sys.argv[0])\n")
+
+    assert run_in(code_dir, script_command(script(path), str(code_dir), [])) == "-c.py\n"
 
 
 def test_a_package_with_setup_py_runs_its_entry_point_as_a_module(code_dir):
     write(code_dir, "setup.py", "from setuptools import setup\nsetup(name='pkg')\n")
     path = write(code_dir, "train.py")
+    nested = write(code_dir, "trainer/task.py")
 
-    assert script_command(script(path), str(code_dir), ["--lr", "0.1"]) == [
-        sys.executable,
-        "-m",
-        "train",
-        "--lr",
-        "0.1",
-    ]
+    assert script_command(script(path), str(code_dir), ["--lr", "1"]) == [sys.executable, "-m", "train", "--lr", "1"]
+    nested_program = Program(nested, "trainer/task.py", SCRIPT, "")
+    assert script_command(nested_program, str(code_dir), []) == [sys.executable, "-m", "trainer.task"]
 
 
 def test_setup_py_does_not_change_how_a_shell_script_runs(code_dir):
     write(code_dir, "setup.py")
     path = write(code_dir, "run.sh")
 
-    assert script_command(script(path), str(code_dir), []) == ["/bin/sh", path]
+    assert script_command(script(path), str(code_dir), []) == [*TRAMPOLINE, "./run.sh"]
 
 
-def test_an_executable_without_extension_runs_directly(code_dir):
+@pytest.mark.parametrize("mode", [0o755, 0o644])
+def test_a_file_without_extension_is_a_command(code_dir, mode):
     path = write(code_dir, "train", '#!/bin/sh\necho ran "$1"\n')
-    os.chmod(path, 0o755)
+    os.chmod(path, mode)
 
     command = script_command(script(path), str(code_dir), ["a b"])
 
-    assert command == [path, "a b"]
-    assert subprocess.run(command, capture_output=True, text=True, timeout=30).stdout == "ran a b\n"
+    assert command == [*TRAMPOLINE, "./train", "a b"]
+    assert run_in(code_dir, command) == "ran a b\n"
 
 
-def test_a_non_executable_file_without_extension_runs_with_python(code_dir):
-    path = write(code_dir, "train", "print('hi')\n")
-    os.chmod(path, 0o644)
+def test_a_command_in_a_subdirectory_runs_by_its_relative_name(code_dir):
+    path = write(code_dir, "bin/train.sh", 'echo "$0"\n')
 
-    assert script_command(script(path), str(code_dir), []) == [sys.executable, path]
+    command = script_command(Program(path, "bin/train.sh", SCRIPT, ""), str(code_dir), [])
+
+    assert run_in(code_dir, command) == "./bin/train.sh\n"
 
 
 def test_legacy_mode_runs_the_legacy_runner_on_the_entry_point(code_dir):
     path = write(code_dir, "train.py")
 
-    assert program.legacy_command(Program(path, LEGACY, "")) == [
+    assert program.legacy_command(Program(path, "train.py", LEGACY, "")) == [
         sys.executable,
         "-m",
         "sagemaker_mxnet_container.legacy",

@@ -340,4 +340,7 @@ def test_an_entry_point_that_cannot_be_executed_is_a_clear_failure(make_job, run
     run = run_train(job)
 
     assert run.returncode == 1
-    assert job.failure.startswith(f"cannot start {program}: No such file or directory")
+    assert job.failure.startswith(
+        f"cannot start {program}: its #! line names /nonexistent/interpreter, which is not an executable in the "
+        "image (No such file or directory)"
+    )

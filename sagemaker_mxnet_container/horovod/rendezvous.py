@@ -1,6 +1,6 @@
 """Horovod's Gloo rendezvous server, run on the first host as a background child of ``train``.
 
-    python -m sagemaker_mxnet_container.rendezvous --port PORT --processes-per-host N HOST [HOST ...]
+    python -m sagemaker_mxnet_container.horovod.rendezvous --port PORT --processes-per-host N HOST [HOST ...]
 
 Horovod's own server (``horovod.runner``) with the slot plan Horovod computes for the hosts in
 the order given; the workers find it through ``HOROVOD_GLOO_RENDEZVOUS_ADDR``/``PORT``. It serves
@@ -21,7 +21,7 @@ def plan(hosts, processes_per_host):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sagemaker_mxnet_container.rendezvous")
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_mxnet_container.horovod.rendezvous")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--processes-per-host", type=int, required=True)
     parser.add_argument("--bind", default="0.0.0.0", help="address to listen on (default: all)")

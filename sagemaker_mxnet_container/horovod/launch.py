@@ -9,7 +9,7 @@ runs ``mpirun``, which starts every rank and ends them all when one fails. The r
 are children of the supervisor (the ranks mpirun starts elsewhere, of that host's sshd), so a
 stop signal reaches them and nothing outlives the job.
 
-    with horovod_launch.launch(job, supervisor, settings, child_env, code_dir) as launcher:
+    with launch.launch(job, supervisor, settings, child_env, code_dir) as launcher:
         result, reason = launcher.run(command, name, num_cpus)   # (None, None): nothing runs here
         ...check the outcome, then job.finish(supervisor)
 """
@@ -23,8 +23,9 @@ import tempfile
 from dataclasses import replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from sagemaker_mxnet_container import cluster, distributed, gloo, mpi, outcome
-from sagemaker_mxnet_container.horovod_settings import GLOO, HorovodSettings
+from sagemaker_mxnet_container import cluster, distributed, outcome
+from sagemaker_mxnet_container.horovod import gloo, mpi
+from sagemaker_mxnet_container.horovod.settings import GLOO, HorovodSettings
 from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class Launcher:
         return self._run_mpirun(command, name, num_cpus)
 
     def _worker_env(self, num_cpus: int) -> dict:
-        env = dict(self.base_env)
+        # The -x NAME=VALUE of sagemaker_mpi_custom_mpi_options (mpirun also gets them as options).
+        env = {**self.base_env, **self.settings.worker_variables}
         if "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = str(gloo.threads_per_worker(num_cpus, self.settings.processes_per_host))
         return env

@@ -5,7 +5,7 @@ The other hosts run sshd (host keys generated for the job) and nothing else: the
 starts there are children of that sshd. The client key is the one the image carries (every host
 runs the same image, so every host accepts it); ``ensure_client_key`` makes one where none exists.
 Every wait is bounded, and ``mpirun`` is started from an argument list, never through a shell:
-``sagemaker_mpi_custom_mpi_options`` arrives already split (see ``horovod_settings``).
+``sagemaker_mpi_custom_mpi_options`` arrives already split (see ``settings``).
 """
 
 import os
@@ -92,7 +92,7 @@ def mpirun_command(
         argv += ["-x", name]
     argv += ["-x", "HOROVOD_CONTROLLER=mpi", "-x", "HOROVOD_CPU_OPERATIONS=mpi"]
     argv += list(custom_options)
-    rank = [sys.executable, "-m", "sagemaker_mxnet_container.mpi_rank", str(processes_per_host), "--"]
+    rank = [sys.executable, "-m", "sagemaker_mxnet_container.horovod.mpi_rank", str(processes_per_host), "--"]
     return argv + ["--", *rank, *command]
 
 

@@ -1,7 +1,7 @@
 """Horovod over Gloo: the workers of every host started by that host's own supervisor, no ssh.
 
 Horovod's Gloo controller needs one rendezvous server (an HTTP key-value store, Horovod's own,
-run by ``python -m sagemaker_mxnet_container.rendezvous`` on the first host) and, in each worker,
+run by ``python -m sagemaker_mxnet_container.horovod.rendezvous`` on the first host) and, in each worker,
 its place in the job: rank, size, local and cross rank, the host name the rendezvous knows it by,
 and the interface to talk over. Ranks are ordered host by host, as ``mpirun --map-by slot`` orders
 them: host 0 holds ranks 0..N-1.
@@ -68,7 +68,7 @@ def rendezvous_command(hosts: Sequence[str], processes_per_host: int, port: int)
     return [
         sys.executable,
         "-m",
-        "sagemaker_mxnet_container.rendezvous",
+        "sagemaker_mxnet_container.horovod.rendezvous",
         "--port",
         str(port),
         "--processes-per-host",
