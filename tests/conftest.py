@@ -494,6 +494,7 @@ def run_showing_progress(config, argv, *, label: str, progress: str, timeout: fl
             stderr.append(line)
             if reporter is not None and pattern.search(line):
                 reporter.write_line(f"    [{label}] {line.rstrip()[:160]}")
+                reporter.flush()  # stdout is a file or pipe in CI: unflushed, this would come at the end
         process.wait()
         reader.join()
     finally:
