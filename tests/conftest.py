@@ -481,6 +481,7 @@ def run_showing_progress(config, argv, *, label: str, progress: str, timeout: fl
     import threading
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
     pattern = re.compile(progress)
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
     stdout = []
@@ -493,8 +494,10 @@ def run_showing_progress(config, argv, *, label: str, progress: str, timeout: fl
         for line in process.stderr:
             stderr.append(line)
             if reporter is not None and pattern.search(line):
-                reporter.write_line(f"    [{label}] {line.rstrip()[:160]}")
-                reporter.flush()  # stdout is a file or pipe in CI: unflushed, this would come at the end
+                # Past pytest's capture of the test's output, and flushed: CI's stdout is a pipe.
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(f"    [{label}] {line.rstrip()[:160]}")
+                    reporter.flush()
         process.wait()
         reader.join()
     finally:

@@ -149,7 +149,7 @@ def base_image(engine, pytestconfig):
 
 
 # What a build says as it goes: the steps of the scripts that prepare the wheels, and the engine's.
-BUILD_PROGRESS = r"^(Missing|Installing|Building|Using the cached|STEP \d+/\d+|Step \d+/\d+|#\d+ \[)"
+BUILD_PROGRESS = r"^(Missing|Installing|Building|Using the cached|(\[\d+/\d+\] )?STEP \d+/\d+|Step \d+/\d+|#\d+ \[)"
 
 
 def _build(config, engine, flavor: str, base: str, tag: str, tmp_path: Path, **extra: str) -> None:
