@@ -4,12 +4,15 @@ endpoint (moto's server over HTTP on 127.0.0.1)."""
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -476,18 +479,24 @@ def apt_install_missing(commands_to_packages: Dict[str, str]) -> None:
 def run_showing_progress(config, argv, *, label: str, progress: str, timeout: float, **kwargs):
     """Runs a long step (a build) and shows its stderr lines that match the regular expression
     ``progress`` on the terminal as they come, so that minutes of work are not minutes of silence.
-    Returns the CompletedProcess, with all of stderr in it."""
-    import re
-    import threading
-
+    Returns the CompletedProcess, with all of stderr in it; past ``timeout`` seconds the step's
+    whole process group is killed (a build's pip or engine would otherwise hold the pipes open)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     pattern = re.compile(progress)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    )
     stdout = []
     reader = threading.Thread(target=lambda: stdout.append(process.stdout.read()), daemon=True)
     reader.start()
-    timer = threading.Timer(timeout, process.kill)
+    timed_out = []
+
+    def kill():
+        timed_out.append(True)
+        os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
     timer.start()
     stderr = []
     try:
@@ -502,6 +511,8 @@ def run_showing_progress(config, argv, *, label: str, progress: str, timeout: fl
         reader.join()
     finally:
         timer.cancel()
+    if timed_out:
+        stderr.append(f"\n(killed after {timeout} s)\n")
     return subprocess.CompletedProcess(argv, process.returncode, "".join(stdout), "".join(stderr))
 
 
