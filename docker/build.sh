@@ -17,6 +17,10 @@
 #   WITH_HOROVOD      1 (default) to include Horovod, 0 to leave it out
 #   HOROVOD_WHEEL     a Horovod wheel to include; default: scripts/horovod-wheel.sh builds one
 #                     (for gpu against mxnet-cu117 with NCCL, which needs CUDA on this machine)
+#   BUILD_NETWORK     the network the build's steps use (the engine's --network), e.g. host
+#
+# Besides MXNet, Horovod and this package, the image carries docker/1.9.1/py3/requirements.txt;
+# scripts/native-wheels.sh builds the wheels of those that publish none for Python 3.11.
 #
 # pip runs with this machine's configuration (an index or proxy it names is used); the platform
 # options below keep only wheels that fit the image.
@@ -113,20 +117,23 @@ if [ "$WITH_HOROVOD" = 1 ]; then
   [ -n "${horovod[0]}" ] || { echo "no Horovod wheel was prepared" >&2; exit 1; }
 fi
 
+"$REPO/scripts/native-wheels.sh" "$context/wheels/deps" >/dev/null
+
 # Wheels for the image, not for this machine: CPython 3.11 on x86-64 with glibc up to 2.35
 # (Ubuntu 22.04's, under the CUDA base; Debian 12 has 2.36). linux_x86_64 admits Horovod's own
-# build, which is not a manylinux wheel.
+# build and those of native-wheels.sh, which are not manylinux wheels; --find-links offers those.
 platforms=(--platform linux_x86_64 --platform manylinux1_x86_64 --platform manylinux2010_x86_64 --platform manylinux2014_x86_64)
 for minor in $(seq 5 35); do
   platforms+=(--platform "manylinux_2_${minor}_x86_64")
 done
 "$PYTHON" -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
   --abi cp311 --abi abi3 --abi none "${platforms[@]}" --dest "$context/wheels/deps" \
-  "${app_wheel}[$FLAVOR]" "${horovod[@]}"
+  --find-links "$context/wheels/deps" -r "$DOCKER_DIR/1.9.1/py3/requirements.txt" "${app_wheel}[$FLAVOR]" "${horovod[@]}"
 # The download saved this package's wheel too; it belongs to the app layer only.
 find "$context/wheels/deps" -name 'sagemaker_mxnet_container-*.whl' -delete
 
 build=("$ENGINE" build -t "$IMAGE" -f "$context/Dockerfile")
+[ -z "${BUILD_NETWORK:-}" ] || build+=(--network "$BUILD_NETWORK")
 if [ -f "$BASE_IMAGE" ]; then
   tag="localhost/sagemaker-mxnet-base:imported-$(sha256sum "$BASE_IMAGE" | cut -c1-16)"
   if ! "$ENGINE" image inspect "$tag" >/dev/null 2>&1; then
@@ -134,9 +141,12 @@ if [ -f "$BASE_IMAGE" ]; then
   fi
   BASE_IMAGE=$tag
 fi
-if [ "$ENGINE" = podman ] && podman image exists "$BASE_IMAGE"; then
+if [ "$ENGINE" = podman ]; then
+  # Docker's image format, not OCI's: OCI has no SHELL, and podman would run the Dockerfile's RUN
+  # steps with /bin/sh instead of bash -o pipefail.
+  build+=(--format docker)
   # A local base (from docker/debian-base.sh, say) must not be looked up in a registry.
-  build+=(--pull=never)
+  ! podman image exists "$BASE_IMAGE" || build+=(--pull=never)
 fi
 echo "Building $IMAGE from $BASE_IMAGE with $ENGINE" >&2
 "${build[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" "$context" >&2

@@ -12,8 +12,8 @@
 #   HOROVOD_GPU_OPERATIONS  NCCL for the GPU image, on a machine with CUDA and NCCL (default unset)
 #   HOROVOD_WHEEL_CACHE     where built wheels are kept (default ~/.cache/sagemaker-mxnet-container/wheels)
 #
-# As root, missing build tools (compiler, cmake, Open MPI's development files) are installed with
-# apt-get; otherwise the script says which Debian packages to install.
+# What the build needs (compilers, CMake, Open MPI's headers and library) is checked, and installed
+# where missing, by scripts/prerequisites.sh.
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ -z "$1" ]; then
@@ -44,8 +44,10 @@ export HOROVOD_GPU_OPERATIONS=${HOROVOD_GPU_OPERATIONS:-}
 # Horovod's setup.py runs make -j8 unless MAKEFLAGS is set; match the machine instead.
 export MAKEFLAGS=${MAKEFLAGS:--j$(nproc)}
 
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/python311.sh
-source "$(dirname "${BASH_SOURCE[0]}")/python311.sh"
+source "$SCRIPTS/python311.sh"
+export PYTHON
 
 # The cache key names everything that changes the binary, so CI's clean clones reuse one build.
 python_tag=$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
@@ -60,25 +62,7 @@ cached_wheel() {
 
 wheel=$(cached_wheel)
 if [ -z "$wheel" ]; then
-  missing=()
-  command -v c++ >/dev/null || missing+=(g++)
-  command -v make >/dev/null || missing+=(make)
-  command -v cmake >/dev/null || missing+=(cmake)
-  command -v mpicxx >/dev/null || missing+=(libopenmpi-dev)
-  command -v mpirun >/dev/null || missing+=(openmpi-bin)
-  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
-  /sbin/ldconfig -p | grep -q libgomp.so.1 || missing+=(libgomp1)
-  /sbin/ldconfig -p | grep -q libquadmath.so.0 || missing+=(libquadmath0)
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "Installing ${missing[*]}" >&2
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-      echo "Install these first: sudo apt-get install ${missing[*]}" >&2
-      exit 1
-    fi
-  fi
+  "$SCRIPTS/prerequisites.sh" build
 
   work=$(mktemp -d "${TMPDIR:-/tmp}/horovod-wheel.XXXXXX")
   trap 'rm -rf "$work"' EXIT

@@ -14,16 +14,7 @@ missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$package")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "Install these first: sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" --with-recommends "${missing[@]}"
 
 if [ "$(id -u)" = 0 ]; then
   cache=/var/cache/sagemaker-mxnet-container

@@ -4,12 +4,15 @@ endpoint (moto's server over HTTP on 127.0.0.1)."""
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -473,15 +476,58 @@ def apt_install_missing(commands_to_packages: Dict[str, str]) -> None:
     )
 
 
+def run_showing_progress(config, argv, *, label: str, progress: str, timeout: float, **kwargs):
+    """Runs a long step (a build) and shows its stderr lines that match the regular expression
+    ``progress`` on the terminal as they come, so that minutes of work are not minutes of silence.
+    Returns the CompletedProcess, with all of stderr in it; past ``timeout`` seconds the step's
+    whole process group is killed (a build's pip or engine would otherwise hold the pipes open)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    pattern = re.compile(progress)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    )
+    stdout = []
+    reader = threading.Thread(target=lambda: stdout.append(process.stdout.read()), daemon=True)
+    reader.start()
+    timed_out = []
+
+    def kill():
+        timed_out.append(True)
+        os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    stderr = []
+    try:
+        for line in process.stderr:
+            stderr.append(line)
+            if reporter is not None and pattern.search(line):
+                # Past pytest's capture of the test's output, and flushed: CI's stdout is a pipe.
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(f"    [{label}] {line.rstrip()[:160]}")
+                    reporter.flush()
+        process.wait()
+        reader.join()
+    finally:
+        timer.cancel()
+    if timed_out:
+        stderr.append(f"\n(killed after {timeout} s)\n")
+    return subprocess.CompletedProcess(argv, process.returncode, "".join(stdout), "".join(stderr))
+
+
 @pytest.fixture(scope="session")
-def horovod_wheel(tmp_path_factory) -> Path:
-    """Horovod 0.28.1 built against MXNet 1.9.1 by scripts/horovod-wheel.sh (about 2 min the
-    first time on a machine; cached under ~/.cache after that, so clean clones reuse it)."""
+def horovod_wheel(tmp_path_factory, pytestconfig) -> Path:
+    """Horovod 0.28.1 built against MXNet 1.9.1 by scripts/horovod-wheel.sh (about 5 min the
+    first time on a machine; cached under ~/.cache after that, so clean clones reuse it). The
+    script installs what the build needs wherever it is missing, so the result does not depend on
+    what ran before (an earlier test may have installed openmpi-bin alone)."""
     destination = tmp_path_factory.mktemp("horovod-wheel")
-    build = subprocess.run(
+    build = run_showing_progress(
+        pytestconfig,
         ["bash", str(REPO / "scripts" / "horovod-wheel.sh"), str(destination)],
-        capture_output=True,
-        text=True,
+        label="horovod wheel",
+        progress=r"^(Missing|Installing|Building|Using the cached)",
         timeout=1800,
     )
     assert build.returncode == 0, f"scripts/horovod-wheel.sh failed:\n{build.stderr[-5000:]}"

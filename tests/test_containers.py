@@ -1,17 +1,28 @@
 """The training images, built with docker/build.sh and run as real containers with podman: MNIST
 trained in the CPU image from a real S3 endpoint (legacy and script mode), on two containers that
-find each other by name (parameter server, and Horovod with either launcher), and a `podman stop`
-that the user's process sees.
+find each other by name (parameter server, and Horovod with either launcher), a `podman stop`
+that the user's process sees, and one job that uses every package the image carries. Besides,
+the build scripts' prerequisite check, run in a throwaway Debian root that lacks Open MPI's
+headers.
 
 No registry is reachable here, so the base image is Debian bookworm made with debootstrap from
 the apt mirror (docker/debian-base.sh, cached between runs). The session builds the CPU image
 once. SAGEMAKER_MXNET_TEST_IMAGE names an image to test instead, and
 SAGEMAKER_MXNET_TEST_ENGINE=docker runs the tests with docker: that is how the buildspec tests the
 image it pushes.
+
+Containers get no network, the host's, or a network of the test's own in the 198.18.0.0/15 test
+range (the part of it the namespace tests never use), never the engine's default private ranges.
+Everything here is marked ``containers``: ``scripts/test.sh -m "not containers"`` leaves it out.
 """
 
+import contextlib
+import csv
+import ipaddress
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from conftest import EXAMPLES, FAKE_SECRET_ACCESS_KEY, MNIST_SUBSET, REPO, tarball_of_directory
+from conftest import EXAMPLES, FAKE_SECRET_ACCESS_KEY, MNIST_SUBSET, REPO, run_showing_progress, tarball_of_directory
 
 sys.path.insert(0, str(EXAMPLES))
 import evaluate  # noqa: E402
@@ -33,6 +44,12 @@ BUILD = DOCKER / "build.sh"
 ENGINE = os.environ.get("SAGEMAKER_MXNET_TEST_ENGINE", "podman")
 GIVEN_IMAGE = os.environ.get("SAGEMAKER_MXNET_TEST_IMAGE")
 MODEL_FILES = ["model-0000.params", "model-shapes.json", "model-symbol.json"]
+IMAGE_JOB = REPO / "tests" / "image_job"
+TEST_RANGE = ipaddress.ip_network("198.18.0.0/15")
+# The /24s of the test range that tests/netns.py never picks (it takes third octets 1 to 250).
+CONTAINER_SUBNETS = [f"198.{second}.{third}.0/24" for second in (18, 19) for third in range(251, 256)]
+
+pytestmark = pytest.mark.containers
 
 # What mxnet-cu117's libmxnet.so needs that only NVIDIA's CUDA 11.7 cuDNN 8 runtime image (and,
 # for libcuda, the host's driver) provides.
@@ -121,31 +138,34 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def base_image(engine):
+def base_image(engine, pytestconfig):
     """Debian bookworm from debootstrap, imported into the engine (cached by docker/debian-base.sh)."""
-    made = subprocess.run(
-        [str(DOCKER / "debian-base.sh")], env=engine.environ(), capture_output=True, text=True, timeout=1200
-    )
+    made = run_showing_progress(
+        pytestconfig, [str(DOCKER / "debian-base.sh")], label="debian base", progress=r"^debootstrap",
+        env=engine.environ(), timeout=1200,
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr[-3000:]
     return made.stdout.strip().splitlines()[-1]
 
 
-def _build(engine, flavor: str, base: str, tag: str, tmp_path: Path, **extra: str) -> None:
-    # From another working directory, as the build script promises to work.
-    built = subprocess.run(
-        [str(BUILD), flavor],
-        env=engine.environ(BASE_IMAGE=base, IMAGE=tag, PYTHON=sys.executable, **extra),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
+# What a build says as it goes: the steps of the scripts that prepare the wheels, and the engine's.
+BUILD_PROGRESS = r"^(Missing|Installing|Building|Using the cached|(\[\d+/\d+\] )?STEP \d+/\d+|Step \d+/\d+|#\d+ \[)"
+
+
+def _build(config, engine, flavor: str, base: str, tag: str, tmp_path: Path, **extra: str) -> None:
+    # From another working directory, as the build script promises to work. The host's network:
+    # the build's apt-get then needs no container network in a private range.
+    built = run_showing_progress(
+        config, [str(BUILD), flavor], label=f"{flavor} image", progress=BUILD_PROGRESS,
+        env=engine.environ(BASE_IMAGE=base, IMAGE=tag, PYTHON=sys.executable, BUILD_NETWORK="host", **extra),
+        cwd=tmp_path, timeout=2400,
+    )  # fmt: skip
     assert built.returncode == 0, built.stderr[-5000:]
     assert built.stdout.strip().splitlines()[-1] == tag
 
 
 @pytest.fixture(scope="session")
-def cpu_image(request, engine, tmp_path_factory):
+def cpu_image(request, engine, tmp_path_factory, pytestconfig):
     """The CPU image, built once per session under a tag of its own (sessions may run side by side),
     or the one SAGEMAKER_MXNET_TEST_IMAGE names."""
     if GIVEN_IMAGE:
@@ -153,7 +173,7 @@ def cpu_image(request, engine, tmp_path_factory):
         return
     base = request.getfixturevalue("base_image")
     tag = f"localhost/sagemaker-mxnet-training:test-{uuid.uuid4().hex[:12]}"
-    _build(engine, "cpu", base, tag, tmp_path_factory.mktemp("build"))
+    _build(pytestconfig, engine, "cpu", base, tag, tmp_path_factory.mktemp("build"))
     yield tag
     # Only the tag goes: the layers stay as the next build's cache.
     engine("rmi", tag, check=False)
@@ -256,8 +276,8 @@ def test_stop_reaches_the_users_process_and_the_container_exits_promptly(code_jo
     markers = code_job.markers
     container = f"smx-stop-{uuid.uuid4().hex[:12]}"
     engine(
-        "run", "-d", "--pull=never", "--name", container, *_mount(job), "-v", f"{markers}:{markers}",
-        cpu_image, "train",
+        "run", "-d", "--pull=never", "--network=none", "--name", container, *_mount(job),
+        "-v", f"{markers}:{markers}", cpu_image, "train",
     )  # fmt: skip
     try:
         _wait_for(markers / "started", engine, container, timeout=300)
@@ -295,11 +315,40 @@ def _cluster_jobs(mnist_job, hyperparameters: dict, code: Path) -> dict:
     return jobs
 
 
+@contextlib.contextmanager
+def _test_network(engine, name: str):
+    """A network of the test's own on a free /24 of the test range; yields its subnet."""
+    errors = []
+    for subnet in random.sample(CONTAINER_SUBNETS, len(CONTAINER_SUBNETS)):
+        created = engine("network", "create", "--subnet", subnet, name, check=False)
+        if created.returncode == 0:
+            break
+        errors.append(f"{subnet}: {created.stderr.strip()[-300:]}")  # taken by another session's network
+    else:
+        raise AssertionError("no free test-range subnet for a container network:\n" + "\n".join(errors))
+    try:
+        yield subnet
+    finally:
+        engine("network", "rm", "-f", name, check=False)
+
+
+def _container_addresses(engine, container: str) -> list:
+    networks = json.loads(engine("inspect", "-f", "{{json .NetworkSettings.Networks}}", container).stdout)
+    return [settings["IPAddress"] for settings in networks.values()]
+
+
 def _run_cluster(engine, image: str, jobs: dict) -> dict:
     """Runs one container per host on a network of their own; returns {host: (exit code, logs)}."""
     prefix = f"smx-{uuid.uuid4().hex[:12]}"
     network = f"{prefix}-net"
-    engine("network", "create", network)
+    with _test_network(engine, network) as subnet:
+        results = _run_hosts(engine, image, jobs, prefix, network, subnet)
+    for host, (exit_code, text) in results.items():
+        assert exit_code == "0" and jobs[host].succeeded, f"{host} exited {exit_code}:\n{text[-3000:]}"
+    return results
+
+
+def _run_hosts(engine, image: str, jobs: dict, prefix: str, network: str, subnet: str) -> dict:
     try:
         for host in HOSTS:
             # The platform's DNS answers for each host's name; podman's (aardvark-dns) or docker's does here.
@@ -307,16 +356,16 @@ def _run_cluster(engine, image: str, jobs: dict) -> dict:
                 "run", "-d", "--pull=never", "--name", f"{prefix}-{host}", "--hostname", host,
                 "--network", network, "--network-alias", host, *_mount(jobs[host]), image, "train",
             )  # fmt: skip
+        assert ipaddress.ip_network(subnet).subnet_of(TEST_RANGE)
+        for host in HOSTS:
+            addresses = _container_addresses(engine, f"{prefix}-{host}")
+            assert addresses and all(ipaddress.ip_address(a) in ipaddress.ip_network(subnet) for a in addresses)
         exit_codes = {host: engine("wait", f"{prefix}-{host}", timeout=900).stdout.strip() for host in HOSTS}
         logs = {host: engine("logs", f"{prefix}-{host}", check=False) for host in HOSTS}
     finally:
         for host in HOSTS:
             engine("rm", "-f", f"{prefix}-{host}", check=False)
-        engine("network", "rm", network, check=False)
-    results = {host: (exit_codes[host], logs[host].stdout + logs[host].stderr) for host in HOSTS}
-    for host, (exit_code, text) in results.items():
-        assert exit_code == "0" and jobs[host].succeeded, f"{host} exited {exit_code}:\n{text[-3000:]}"
-    return results
+    return {host: (exit_codes[host], logs[host].stdout + logs[host].stderr) for host in HOSTS}
 
 
 def test_two_containers_find_each_other_by_name_and_train_distributed_mnist(mnist_job, engine, cpu_image):
@@ -357,17 +406,19 @@ def test_two_containers_train_mnist_with_horovod(mnist_job, engine, cpu_image, l
     _assert_mnist_model(jobs["algo-1"], results["algo-1"][1])
 
 
-def test_gpu_image_builds_on_a_local_base_and_lacks_only_what_the_cuda_base_provides(engine, base_image, tmp_path):
+def test_gpu_image_builds_on_a_local_base_and_lacks_only_what_the_cuda_base_provides(
+    engine, base_image, tmp_path, pytestconfig
+):
     """No GPU and no registry here: the GPU Dockerfile is built on the Debian base instead of
     NVIDIA's CUDA image. That proves its own steps (packages, Python, mxnet-cu117, our package)
     and that what MXNet's CUDA build still lacks is exactly what the CUDA base brings; running on
     a GPU is docker/gpu-check.sh's part, on a machine that has one. Horovod is left out: the GPU
     image's Horovod is built against mxnet-cu117 with NCCL, which needs CUDA on the build machine."""
     tag = f"localhost/sagemaker-mxnet-training:test-gpu-{uuid.uuid4().hex[:12]}"
-    _build(engine, "gpu", base_image, tag, tmp_path, WITH_HOROVOD="0")
+    _build(pytestconfig, engine, "gpu", base_image, tag, tmp_path, WITH_HOROVOD="0")
     try:
         probe = engine(
-            "run", "--rm", "--pull=never", tag, "bash", "-c",
+            "run", "--rm", "--pull=never", "--network=none", tag, "bash", "-c",
             "python -m pip show mxnet-cu117 >/dev/null && echo mxnet-cu117"
             " && ldd /opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so"
             " && echo LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
@@ -395,3 +446,132 @@ def test_image_config_runs_train_with_the_expected_environment(engine, cpu_image
     assert environment["PATH"].startswith("/opt/venv/bin:")
     assert environment["PYTHONUNBUFFERED"] == "1" and environment["PYTHONDONTWRITEBYTECODE"] == "1"
     assert environment["LANG"] == "C.UTF-8"
+
+
+def _pinned_versions() -> dict:
+    """{distribution: version} for every == pin in the image's requirements files."""
+    pins = {}
+    for name in ("requirements.txt", "native-requirements.txt"):
+        for line in (DOCKER / "1.9.1" / "py3" / name).read_text().splitlines():
+            if "==" in line and not line.startswith("#"):
+                distribution, version = line.split("==")
+                pins[distribution.strip()] = version.strip()
+    return pins
+
+
+def _index_files(tensors: Path) -> dict:
+    """{step: tensor names} from the index smdebug writes beside its event files."""
+    steps = {}
+    for path in sorted((tensors / "index").rglob("*.json")):
+        index = json.loads(path.read_text())
+        steps[index["meta"]["mode_step"]] = {entry["tensorname"] for entry in index["tensor_payload"]}
+    return steps
+
+
+def test_one_job_uses_every_package_the_official_image_carries(make_job, engine, cpu_image, tmp_path):
+    """gluoncv, gluonnlp, pandas, scikit-learn, Pillow, OpenCV, smdebug, mpi4py and the compiler
+    toolchain, used for real by one script-mode job (tests/image_job) that lists none of them in
+    its requirements.txt. No network: nothing can come from an index."""
+    channel = tmp_path / "tabular"
+    channel.mkdir()
+    rows = [(round(i / 50, 4), round(1 - i / 50, 4), int(i >= 25)) for i in range(50)]
+    with open(channel / "measurements.csv", "w", newline="") as stream:
+        csv.writer(stream).writerows([("x1", "x2", "label"), *rows])
+    job = make_job({"sagemaker_program": "check_packages.py"}, channels={"tabular": channel})
+    shutil.copytree(IMAGE_JOB, job.code_dir, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    # What the platform writes when the job asks for SageMaker Debugger.
+    job.write_config(
+        "debughookconfig.json",
+        {
+            "LocalPath": "/opt/ml/output/tensors",
+            "HookParameters": {"save_interval": "1"},
+            "CollectionConfigurations": [{"CollectionName": name} for name in ("weights", "gradients", "losses")],
+        },
+    )
+
+    run = engine("run", "--rm", "--pull=never", "--network=none", *_mount(job), cpu_image, "train", check=False)
+
+    logs = run.stdout + run.stderr
+    assert run.returncode == 0 and job.succeeded, logs[-4000:]
+    report = json.loads((job.output_dir / "data" / "report.json").read_text())
+    assert report["versions"] == {**report["versions"], **_pinned_versions(), "mxnet": "1.9.1", "horovod": "0.28.1"}
+    assert report["versions"]["numpy"].startswith("1.23.")
+    assert report["gluoncv"] == [2, 1000]
+    tokens = report["gluonnlp"]["tokens"]
+    assert tokens == ["gluon", "nlp", "splits", "this", "sentence", ",", "and", "this", "one", "."]
+    indices = report["gluonnlp"]["indices"]
+    assert indices[3] == indices[7] and len(set(indices)) == len(set(tokens)) and report["gluonnlp"]["unknown"] == 0
+    assert report["pandas"]["rows"] == len(rows)
+    for column, values in zip(("x1", "x2", "label"), zip(*rows, strict=True), strict=True):
+        assert report["pandas"]["means"][column] == pytest.approx(sum(values) / len(values))
+    assert report["pandas"]["accuracy"] >= 0.9
+    assert report["opencv"] == {"identical": True, "resized": [24, 32, 3]}
+    assert report["mpi4py"] == {"size": 2, "ranks": [0, 1], "sum": 3}
+    assert report["native_ext"] == 42
+    steps = _index_files(job.output_dir / "tensors")
+    assert sorted(steps) == list(range(report["smdebug_steps"]))
+    for names in steps.values():
+        assert {"dense0_weight", "gradient/dense0_weight", "softmaxcrossentropyloss0_output_0"} <= names
+
+
+PREREQUISITES_PROBE = {
+    # CMake's FindMPI is where the build failed when mpi.h was missing: its imported target named
+    # Open MPI's include directory, which openmpi-bin alone does not create.
+    "CMakeLists.txt": """\
+cmake_minimum_required(VERSION 3.13)
+project(mpi_probe CXX)
+find_package(MPI REQUIRED)
+add_executable(mpi_hello mpi_hello.cpp)
+target_link_libraries(mpi_hello MPI::MPI_CXX)
+""",
+    "mpi_hello.cpp": """\
+#include <mpi.h>
+#include <cstdio>
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    std::printf("rank %d of %d\\n", rank, size);
+    return MPI_Finalize();
+}
+""",
+}
+
+
+def test_build_prerequisites_are_found_missing_and_installed_where_only_openmpi_bin_is(engine, base_image, tmp_path):
+    """A throwaway Debian root in the state that broke the Horovod build: a compiler, CMake and
+    openmpi-bin (so mpicxx exists), but not libopenmpi-dev (so mpi.h does not). The check must see
+    what is missing, install it, and leave a machine on which CMake's FindMPI builds and mpirun
+    runs an MPI program."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    for name, text in PREREQUISITES_PROBE.items():
+        (probe / name).write_text(text)
+    script = """
+set -euo pipefail
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+    g++ make cmake openmpi-bin python3.11 python3.11-venv >/dev/null
+command -v mpicxx >/dev/null && echo "mpicxx is there"
+echo '#include <mpi.h>' | mpicxx -E -x c++ - >/dev/null 2>&1 || echo "mpi.h is not"
+PYTHON=python3.11 /scripts/prerequisites.sh build
+PYTHON=python3.11 /scripts/prerequisites.sh build && echo "nothing missing the second time"
+cmake -S /probe -B /tmp/build >/dev/null && cmake --build /tmp/build >/dev/null
+mpirun --allow-run-as-root --oversubscribe -np 2 /tmp/build/mpi_hello | sort
+"""
+    # The host's network, for the mirror: a throwaway root needs no network of its own.
+    run = engine(
+        "run", "--rm", "--pull=never", "--network=host", "-v", f"{REPO / 'scripts'}:/scripts:ro",
+        "-v", f"{probe}:/probe:ro", base_image, "bash", "-c", script,
+        check=False, timeout=900,
+    )  # fmt: skip
+
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert "mpicxx is there" in output and "mpi.h is not" in output
+    missing = re.search(r"^Missing: (.*)$", output, re.MULTILINE)
+    assert missing and "mpi.h" in missing.group(1) and "Python.h" in missing.group(1), output[-3000:]
+    assert re.search(r"^Installing .*libopenmpi-dev", output, re.MULTILINE), output[-3000:]
+    assert "nothing missing the second time" in output
+    assert run.stdout.splitlines()[-2:] == ["rank 0 of 2", "rank 1 of 2"]

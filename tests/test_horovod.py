@@ -425,9 +425,3 @@ def test_a_taken_rendezvous_port_is_named_with_the_setting_that_moves_it():
         with pytest.raises(ToolkitError, match=f"Port {port} on algo-1 is in use.*{setting}"):
             cluster.check_port_free(port, "algo-1", "the Horovod rendezvous server", setting)
     cluster.check_port_free(port, "algo-1", "the Horovod rendezvous server", setting)
-
-
-def test_the_wheel_script_says_how_to_call_it():
-    run = subprocess.run(["bash", str(REPO / "scripts" / "horovod-wheel.sh")], capture_output=True, text=True)
-
-    assert run.returncode == 2 and "usage:" in run.stderr and "DEST_DIR" in run.stderr
