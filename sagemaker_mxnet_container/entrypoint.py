@@ -15,8 +15,8 @@ import sys
 import tempfile
 
 from sagemaker_mxnet_container import (
+    cluster,
     code,
-    distributed,
     environment,
     error_record,
     horovod_launch,
@@ -45,11 +45,11 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     supervisor.stop_grace_seconds = env.stop_grace_seconds
     for key in env.ignored_parameters:
         logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
-    with distributed.join(env, supervisor) as job:
+    with cluster.join(env, supervisor) as job:
         _run_on_this_host(env, job, supervisor)
 
 
-def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Cluster, supervisor: Supervisor) -> None:
+def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster, supervisor: Supervisor) -> None:
     paths = env.paths
     code_dir = code.fetch(env, supervisor)
     user_program = program.choose(code_dir, env.program, env.mode)
@@ -57,7 +57,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
     found = resources.detect()
     horovod = horovod_settings.read(env.framework_parameters, found.num_gpus, found.num_cpus)
     # Horovod's ranks exchange gradients themselves; a parameter server beside them would idle.
-    parameter_server = horovod is None and distributed.uses_parameter_server(env, user_program.mode == program.LEGACY)
+    parameter_server = horovod is None and cluster.uses_parameter_server(env, user_program.mode == program.LEGACY)
     settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore, parameter_server)
     logger.info(
         "Running %s in %s mode (%s); context %s, kvstore %s",
@@ -79,7 +79,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
         _run_horovod(env, job, supervisor, horovod, user_program, child_env, code_dir, found.num_cpus)
         return
     servers = (
-        distributed.parameter_server(job, supervisor, child_env, code_dir)
+        cluster.parameter_server(job, supervisor, child_env, code_dir)
         if parameter_server
         else contextlib.nullcontext({})
     )
@@ -100,7 +100,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
 
 def _run_horovod(
     env: environment.TrainingEnvironment,
-    job: distributed.Cluster,
+    job: cluster.Cluster,
     supervisor: Supervisor,
     settings: horovod_settings.HorovodSettings,
     user_program: program.Program,

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from sagemaker_mxnet_container import cluster, distributed, gloo, mpi, outcome
+from sagemaker_mxnet_container import cluster, gloo, mpi, outcome
 from sagemaker_mxnet_container.horovod_settings import GLOO, HorovodSettings
 from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
@@ -165,7 +165,7 @@ def launch(
 ) -> Iterator[Launcher]:
     """Starts what this host serves the job with (the rendezvous server, or sshd) for the block."""
     env = job.env
-    watch = distributed.ServiceWatch(job, supervisor)
+    watch = cluster.ServiceWatch(job, supervisor)
     supervisor.on_background_exit = watch
     scratch = None
     try:

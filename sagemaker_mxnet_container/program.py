@@ -131,7 +131,7 @@ def as_ps_worker(command: List[str]) -> List[str]:
     """A Python program's command, run through ``ps_worker`` so that a failure cannot hang at exit."""
     if command[0] != sys.executable:
         return command
-    return [sys.executable, "-m", "sagemaker_mxnet_container.ps_worker", *command[1:]]
+    return [sys.executable, "-m", "sagemaker_mxnet_container.cluster.ps_worker", *command[1:]]
 
 
 def legacy_command(program: Program) -> List[str]:

@@ -63,16 +63,16 @@ def _name(function) -> str:
 
 def test_no_module_of_the_toolkit_runs_anything_through_a_shell():
     offenders = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for call in _calls(ast.parse(path.read_text(), str(path))):
             name = _name(call.func)
             if name in ("os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput"):
-                offenders.append(f"{path.name}:{call.lineno} {name}")
+                offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno} {name}")
             for keyword in call.keywords:
                 if keyword.arg == "shell" and not (
                     isinstance(keyword.value, ast.Constant) and keyword.value.value is False
                 ):
-                    offenders.append(f"{path.name}:{call.lineno} shell=")
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno} shell=")
     assert offenders == []
 
 

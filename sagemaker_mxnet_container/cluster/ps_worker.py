@@ -6,7 +6,7 @@ raised, or called ``sys.exit(1)``, would wait there forever instead of exiting. 
 runs the program as ``__main__``, exactly as ``python`` would, and on a failure prints the
 traceback and leaves at once, skipping the barrier; a successful program exits normally.
 
-Usage: ``python -m sagemaker_mxnet_container.ps_worker PATH ARGS...`` or ``... -m MODULE ARGS...``.
+Usage: ``python -m sagemaker_mxnet_container.cluster.ps_worker PATH ARGS...`` or ``... -m MODULE ARGS...``.
 """
 
 import os
