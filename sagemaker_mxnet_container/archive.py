@@ -11,9 +11,10 @@ import os
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Set
 
-from sagemaker_mxnet_container.errors import ArchiveError, ConfigurationError
+from sagemaker_mxnet_container import settings
+from sagemaker_mxnet_container.errors import ArchiveError
 
 # Python 3.11.4+ (and distributions that backported PEP 706) raise these from the data filter.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
@@ -21,33 +22,17 @@ _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else 
 _READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
 
 
-MAX_MEMBERS_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_MEMBERS"
-MAX_BYTES_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_BYTES"
-
-
 @dataclass(frozen=True)
 class Limits:
     """Bounds that stop an archive from filling the disk (a gzip bomb, millions of entries)."""
 
-    max_members: int = 100_000
-    max_total_bytes: int = 20 * 1024**3
+    max_members: int = settings.variable("archive_max_members").default
+    max_total_bytes: int = settings.variable("archive_max_bytes").default
 
     @classmethod
-    def from_environ(cls, environ=os.environ) -> "Limits":
-        """The defaults, or what the image (or ``docker run -e``) sets in the two variables."""
-        return cls(
-            max_members=_positive(environ, MAX_MEMBERS_VARIABLE, cls.max_members),
-            max_total_bytes=_positive(environ, MAX_BYTES_VARIABLE, cls.max_total_bytes),
-        )
-
-
-def _positive(environ, name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigurationError(f"{name} must be a whole number of at least 1, got {text!r}")
-    return int(text)
+    def of(cls, operator: settings.Settings) -> "Limits":
+        """What the image (or ``docker run -e``) set, or the defaults."""
+        return cls(max_members=operator.archive_max_members, max_total_bytes=operator.archive_max_bytes)
 
 
 class _Namespace:
@@ -221,12 +206,8 @@ def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarI
     return members
 
 
-def extract(archive_path: str, destination: str, limits: Optional[Limits] = None) -> None:
-    """Checks every member of a tar archive (any compression), then extracts it.
-
-    ``limits`` defaults to ``Limits.from_environ()``.
-    """
-    limits = limits or Limits.from_environ()
+def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> None:
+    """Checks every member of a tar archive (any compression), then extracts it."""
     try:
         with tarfile.open(archive_path, "r:*") as archive:
             members = _read_members(archive, limits)

@@ -12,6 +12,7 @@ from sagemaker_mxnet_container import error_record
 from sagemaker_mxnet_container.environment import TrainingEnvironment
 from sagemaker_mxnet_container.errors import CodeError, DownloadError
 from sagemaker_mxnet_container.runner import Supervisor
+from sagemaker_mxnet_container.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _same_directory(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
+def fetch(env: TrainingEnvironment, operator: Settings, supervisor: Supervisor) -> str:
     """Returns the directory the user's code is in."""
     code_dir = env.paths.code_dir
     source = env.submit_directory
@@ -41,7 +42,7 @@ def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
         logger.info("Using the code already in %s", code_dir)
         return code_dir
     if source.startswith("s3://"):
-        _download_and_extract(env, source, supervisor)
+        _download_and_extract(env, operator, source, supervisor)
         return code_dir
     if "://" in source and not source.startswith("file://"):
         raise CodeError(
@@ -53,13 +54,13 @@ def fetch(env: TrainingEnvironment, supervisor: Supervisor) -> str:
         shutil.copytree(local, code_dir, symlinks=True, dirs_exist_ok=True)
     elif os.path.isfile(local):
         logger.info("Extracting code from %s", local)
-        _extract(local, code_dir)
+        _extract(local, code_dir, operator)
     else:
         raise CodeError(f"sagemaker_submit_directory {source!r} does not exist")
     return code_dir
 
 
-def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Supervisor) -> None:
+def _download_and_extract(env: TrainingEnvironment, operator: Settings, uri: str, supervisor: Supervisor) -> None:
     logger.info("Downloading code from %s", uri)
     os.makedirs(env.paths.base, exist_ok=True)
     # Inside the job, not /tmp: the job's volume is the one sized for its data.
@@ -67,7 +68,15 @@ def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Superv
         destination = os.path.join(scratch, "sourcedir.tar.gz")
         record_path = os.path.join(scratch, "error.json")
         child_env = {**os.environ, error_record.FILE_VARIABLE: record_path}
-        command = [sys.executable, "-m", "sagemaker_mxnet_container.s3", uri, destination, env.region or ""]
+        command = [
+            sys.executable,
+            "-m",
+            "sagemaker_mxnet_container.s3",
+            uri,
+            destination,
+            env.region or "",
+            str(operator.download_retry_seconds),
+        ]
         result = supervisor.run(command, env=child_env)
         if result.exit_code != 0:
             record = error_record.read(record_path)
@@ -77,12 +86,12 @@ def _download_and_extract(env: TrainingEnvironment, uri: str, supervisor: Superv
             raise DownloadError(
                 f"cannot download code from {uri}: the download exited with {result.exit_code}\n{detail}"
             )
-        _extract(destination, env.paths.code_dir)
+        _extract(destination, env.paths.code_dir, operator)
 
 
-def _extract(path: str, code_dir: str) -> None:
+def _extract(path: str, code_dir: str, operator: Settings) -> None:
     # tarfile and its compressors take milliseconds to import, and code already in place (the
     # SDK's local mode, an image with the code baked in) never needs them.
     from sagemaker_mxnet_container import archive
 
-    archive.extract(path, code_dir)
+    archive.extract(path, code_dir, archive.Limits.of(operator))

@@ -27,6 +27,7 @@ from sagemaker_mxnet_container import (
     program,
     requirements,
     resources,
+    settings,
     sm_variables,
 )
 from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     """Runs the job; raises ToolkitError (or a subclass) with the failure reason."""
+    operator = settings.read()
     env = environment.read(paths)
     logs.configure(env.log_level)
     logs.use_secrets_of(env.hyperparameters)
@@ -45,13 +47,13 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     supervisor.stop_grace_seconds = env.stop_grace_seconds
     for key in env.ignored_parameters:
         logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
-    with cluster.join(env, supervisor) as job:
+    with cluster.join(env, operator, supervisor) as job:
         _run_on_this_host(env, job, supervisor)
 
 
 def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster, supervisor: Supervisor) -> None:
     paths = env.paths
-    code_dir = code.fetch(env, supervisor)
+    code_dir = code.fetch(env, job.settings, supervisor)
     user_program = program.choose(code_dir, env.program, env.mode)
     requirements.install(code_dir, supervisor)
     found = resources.detect()

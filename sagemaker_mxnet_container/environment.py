@@ -72,12 +72,6 @@ DEFAULT_STOP_GRACE_SECONDS = 100.0
 MAX_STOP_GRACE_SECONDS = 86400.0
 
 DEFAULT_PARAMETER_SERVER_PORT = 8000
-HOST_WAIT_VARIABLE = "SAGEMAKER_MXNET_HOST_WAIT_SECONDS"
-HEARTBEAT_TIMEOUT_VARIABLE = "SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS"
-HOST_ADDRESSES_VARIABLE = "SAGEMAKER_MXNET_HOST_ADDRESSES"
-# Instances of a job boot minutes apart; the platform asks to retry name lookups meanwhile.
-DEFAULT_HOST_WAIT_SECONDS = 600.0
-DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -134,10 +128,6 @@ class ClusterSettings:
     """``sagemaker_parameter_server_enabled``; None when not set (our default then applies)."""
     parameter_server_port: int
     liveness_port: int
-    host_wait_seconds: float
-    heartbeat_timeout_seconds: float
-    host_addresses: Mapping[str, str]
-    """Addresses that replace name resolution (the local multi-host runner's loopback)."""
 
 
 @dataclass(frozen=True)
@@ -264,35 +254,7 @@ def _port(framework: Mapping[str, Any], key: str, default: int) -> int:
     return port
 
 
-def _seconds_from_environ(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_STOP_GRACE_SECONDS):
-        raise ConfigurationError(f"{name} must be a number of seconds above 0, got {text!r}")
-    return seconds
-
-
-def _host_addresses(environ: Mapping[str, str]) -> Mapping[str, str]:
-    text = environ.get(HOST_ADDRESSES_VARIABLE)
-    if not text:
-        return MappingProxyType({})
-    try:
-        addresses = json.loads(text)
-    except ValueError:
-        addresses = None
-    if not isinstance(addresses, dict) or not all(
-        isinstance(name, str) and isinstance(address, str) for name, address in addresses.items()
-    ):
-        raise ConfigurationError(f"{HOST_ADDRESSES_VARIABLE} must be a JSON object of host name to address")
-    return MappingProxyType(dict(addresses))
-
-
-def _cluster(framework: Mapping[str, Any], environ: Mapping[str, str]) -> ClusterSettings:
+def _cluster(framework: Mapping[str, Any]) -> ClusterSettings:
     ps_port = _port(framework, "sagemaker_parameter_server_port", DEFAULT_PARAMETER_SERVER_PORT)
     liveness_port = _port(framework, "sagemaker_liveness_port", ps_port % 65535 + 1)
     if liveness_port == ps_port:
@@ -304,11 +266,6 @@ def _cluster(framework: Mapping[str, Any], environ: Mapping[str, str]) -> Cluste
         parameter_server_enabled=_flag(framework, "sagemaker_parameter_server_enabled"),
         parameter_server_port=ps_port,
         liveness_port=liveness_port,
-        host_wait_seconds=_seconds_from_environ(environ, HOST_WAIT_VARIABLE, DEFAULT_HOST_WAIT_SECONDS),
-        heartbeat_timeout_seconds=_seconds_from_environ(
-            environ, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
-        ),
-        host_addresses=_host_addresses(environ),
     )
 
 
@@ -365,7 +322,7 @@ def _channels(path: str, paths: Paths, config: Mapping[str, Any]) -> Mapping[str
     return channels
 
 
-def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvironment:
+def read(paths: Paths) -> TrainingEnvironment:
     """Reads and checks the three configuration files; raises ConfigurationError naming the problem."""
     hyperparameters_path = paths.config_file("hyperparameters.json")
     resource_path = paths.config_file("resourceconfig.json")
@@ -402,6 +359,6 @@ def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvir
         mode=_mode(framework),
         kvstore=_optional_string(framework, "sagemaker_kvstore"),
         stop_grace_seconds=_stop_grace(framework),
-        cluster=_cluster(framework, environ),
+        cluster=_cluster(framework),
         ignored_parameters=ignored,
     )

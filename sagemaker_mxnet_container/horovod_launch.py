@@ -29,7 +29,6 @@ from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
 logger = logging.getLogger(__name__)
 
-SSH_DIR_VARIABLE = "SAGEMAKER_MXNET_SSH_DIR"
 # Once every host has reached the start line, the rendezvous server or sshd is already running;
 # this only covers the network between the hosts.
 CONNECT_SECONDS = 120.0
@@ -111,7 +110,7 @@ class Launcher:
             interface=self.env.network_interface_name,
             custom_options=self.settings.custom_mpi_options,
             ssh_port=self.settings.ssh_port,
-            ssh_key=mpi.ensure_client_key(ssh_dir()) if others else "",
+            ssh_key=mpi.ensure_client_key(self.job.settings.client_ssh_dir) if others else "",
             as_root=as_root,
         )
         logger.info("Starting %d Horovod rank(s) with mpirun", len(hosts) * self.settings.processes_per_host)
@@ -154,11 +153,6 @@ def failing_rank_lines(tail: List[str]) -> Tuple[Optional[int], List[str]]:
     return rank, by_rank[rank]
 
 
-def ssh_dir() -> str:
-    """Where the client key lives: the image's ~/.ssh unless SAGEMAKER_MXNET_SSH_DIR says otherwise."""
-    return os.environ.get(SSH_DIR_VARIABLE) or os.path.expanduser("~/.ssh")
-
-
 @contextlib.contextmanager
 def launch(
     job, supervisor: Supervisor, settings: HorovodSettings, base_env: Mapping[str, str], code_dir: str
@@ -182,7 +176,7 @@ def launch(
             supervisor.start_background(Command(argv, dict(base_env), code_dir, "Horovod rendezvous server"))
         elif settings.launcher != GLOO and not env.is_first_host:
             scratch = tempfile.mkdtemp(prefix="sagemaker-sshd-")
-            key = mpi.ensure_client_key(ssh_dir())
+            key = mpi.ensure_client_key(job.settings.client_ssh_dir)
             config = mpi.prepare_sshd(scratch, [mpi.public_key(key)], port=settings.ssh_port)
             supervisor.start_background(Command(mpi.sshd_command(config), dict(base_env), None, "sshd"))
         yield Launcher(job, supervisor, settings, base_env, code_dir)

@@ -4,8 +4,9 @@ botocore costs tens of megabytes and a few hundred milliseconds to import; keepi
 means the supervisor never holds it while the user's code runs. The child uses botocore alone,
 not boto3 and its transfer manager: one GET streamed to disk is all a code archive needs, and
 boto3's layers and the transfer manager's HEAD request and thread pool only add start-up time.
-``python -m sagemaker_mxnet_container.s3 URI DEST [REGION]`` exits 0 with the object at DEST, or
-non-zero with an error record naming the URI and the cause.
+``python -m sagemaker_mxnet_container.s3 URI DEST REGION RETRY_SECONDS`` exits 0 with the object
+at DEST, or non-zero with an error record naming the URI and the cause (REGION may be empty; the
+retry budget is the operator's setting, checked by the supervisor).
 """
 
 import os
@@ -16,8 +17,6 @@ from urllib.parse import urlparse
 from sagemaker_mxnet_container import error_record
 from sagemaker_mxnet_container.errors import DownloadError
 
-TOTAL_RETRY_SECONDS_VARIABLE = "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS"
-DEFAULT_TOTAL_RETRY_SECONDS = 300.0
 # Per-request retries inside botocore; the outer loop retries whole downloads that broke off.
 _REQUEST_ATTEMPTS = 4
 _TRANSIENT_CODES = frozenset(
@@ -159,12 +158,9 @@ def _bucket_exists(client, bucket: str) -> bool:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    uri, destination = argv[0], argv[1]
-    region = argv[2] if len(argv) > 2 and argv[2] else None
-    total = float(os.environ.get(TOTAL_RETRY_SECONDS_VARIABLE) or DEFAULT_TOTAL_RETRY_SECONDS)
+    uri, destination, region, total = sys.argv[1:] if argv is None else argv
     try:
-        download(uri, destination, region, total)
+        download(uri, destination, region or None, float(total))
     except Exception as error:
         error_record.write(error, "downloading the code")
         print(f"{type(error).__name__}: {error}", file=sys.stderr)

@@ -14,15 +14,20 @@ from sagemaker_mxnet_container.cluster.link import Link
 from sagemaker_mxnet_container.environment import TrainingEnvironment
 from sagemaker_mxnet_container.errors import Aborted
 from sagemaker_mxnet_container.runner import ProcessResult, Supervisor
+from sagemaker_mxnet_container.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class Cluster:
-    """This host's view of a multi-host job: the others' addresses and the link to them."""
+    """This host's view of a multi-host job: the others' addresses and the link to them, and the
+    operator's settings."""
 
-    def __init__(self, env: TrainingEnvironment, addresses: Mapping[str, str], link: Optional[Link]):
+    def __init__(
+        self, env: TrainingEnvironment, settings: Settings, addresses: Mapping[str, str], link: Optional[Link]
+    ):
         self.env = env
+        self.settings = settings
         self.addresses = dict(addresses)
         self.link = link
 
@@ -38,25 +43,24 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def join(env: TrainingEnvironment, supervisor: Supervisor) -> Iterator[Cluster]:
+def join(env: TrainingEnvironment, settings: Settings, supervisor: Supervisor) -> Iterator[Cluster]:
     """Meets the other hosts; any failure inside the block is reported to them, so they end too."""
     if len(env.hosts) == 1:
-        yield Cluster(env, {}, None)
+        yield Cluster(env, settings, {}, None)
         return
-    settings = env.cluster
-    addresses = resolve_hosts(env.hosts, settings.host_wait_seconds, settings.host_addresses)
+    addresses = resolve_hosts(env.hosts, settings.host_wait_seconds, settings.host_addresses or {})
     link = Link(
         env.hosts,
         env.current_host,
         addresses,
-        settings.liveness_port,
+        env.cluster.liveness_port,
         settings.heartbeat_timeout_seconds,
         on_abort=supervisor.abort,
     )
     try:
         link.open(settings.host_wait_seconds)
         logger.info("All %d hosts joined: %s", len(env.hosts), ", ".join(env.hosts))
-        yield Cluster(env, addresses, link)
+        yield Cluster(env, settings, addresses, link)
     except BaseException as error:
         if not isinstance(error, Aborted) and supervisor.abort_reason is None:
             message = str(error).strip() or type(error).__name__
