@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Set
 
 from sagemaker_mxnet_container import settings
-from sagemaker_mxnet_container.errors import ArchiveError
+from sagemaker_mxnet_container.errors import ArchiveError, describe_os_error
 
 # Python 3.11.4+ (and distributions that backported PEP 706) raise these from the data filter.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
@@ -95,11 +95,17 @@ def _has_control_character(text: str) -> bool:
     return any(ord(character) < 0x20 or ord(character) == 0x7F for character in text)
 
 
+# Linux's NAME_MAX and PATH_MAX: a longer name fails to extract (ENAMETOOLONG) halfway through.
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
 class _Checker:
     """Checks members as the archive is read, so a limit fails before the rest is decompressed."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, destination: str = ""):
         self.limits = limits
+        self.destination_bytes = len(os.fsencode(destination))
         self.namespace = _Namespace()
         self.links: Dict[str, tarfile.TarInfo] = {}
         self.count = 0
@@ -124,6 +130,7 @@ class _Checker:
                 f"unsafe {_describe(member)}: names with control characters such as newlines are not allowed; "
                 "nothing was extracted"
             )
+        self._check_length(member)
         try:
             self._place(member)
         except ValueError as problem:
@@ -134,6 +141,20 @@ class _Checker:
             raise ArchiveError(
                 f"the code archive expands to more than {self.limits.max_total_bytes} bytes, the limit "
                 f"(reached at {_describe(member)}); nothing was extracted"
+            )
+
+    def _check_length(self, member: tarfile.TarInfo) -> None:
+        longest = max(len(os.fsencode(part)) for part in member.name.split("/"))
+        if longest > _NAME_MAX:
+            raise ArchiveError(
+                f"{_describe(member)} cannot be extracted: a name in its path has {longest} bytes, and the file "
+                f"system takes at most {_NAME_MAX} (ENAMETOOLONG); nothing was extracted"
+            )
+        path_bytes = self.destination_bytes + 1 + len(os.fsencode(member.name))
+        if path_bytes >= _PATH_MAX:
+            raise ArchiveError(
+                f"{_describe(member)} cannot be extracted: its path in the code directory has {path_bytes} bytes, "
+                f"and the file system takes fewer than {_PATH_MAX} (ENAMETOOLONG); nothing was extracted"
             )
 
     def _place(self, member: tarfile.TarInfo) -> None:
@@ -184,15 +205,15 @@ class _Checker:
                 ) from None
 
 
-def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits()) -> None:
-    """Raises ArchiveError for the first member that is unsafe to extract."""
-    checker = _Checker(limits)
+def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits(), destination: str = "") -> None:
+    """Raises ArchiveError for the first member that is unsafe to extract (into ``destination``)."""
+    checker = _Checker(limits, destination)
     for member in members:
         checker.add(member)
     checker.finish()
 
 
-def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarInfo]:
+def _read_members(archive: tarfile.TarFile, limits: Limits, destination: str) -> List[tarfile.TarInfo]:
     members: List[tarfile.TarInfo] = []
 
     def recorded():
@@ -202,22 +223,20 @@ def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarI
             members.append(member)
             yield member
 
-    check_members(recorded(), limits)
+    check_members(recorded(), limits, destination)
     return members
 
 
 def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> None:
-    """Checks every member of a tar archive (any compression), then extracts it."""
+    """Checks every member of a tar archive (any compression), then extracts it.
+
+    A member that cannot be written (a full disk, a read-only volume) fails with an ArchiveError
+    naming it and the system's error; the caller removes what was extracted before it.
+    """
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = _read_members(archive, limits)
-            os.makedirs(destination, exist_ok=True)
-            # Python's own "data" filter, where this Python has it, is a second line of defence
-            # and also clears setuid bits and group/other write permission.
-            if hasattr(tarfile, "data_filter"):
-                archive.extractall(destination, members=members, filter="data")
-            else:
-                archive.extractall(destination, members=members)
+            members = _read_members(archive, limits, destination)
+            _write(archive, members, destination)
     except ArchiveError:
         raise
     except _FILTER_ERRORS as error:
@@ -227,3 +246,27 @@ def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> N
             f"the code archive {os.path.basename(archive_path)} cannot be extracted "
             f"(is it a complete .tar.gz?): {error}"
         ) from None
+
+
+def _write(archive: tarfile.TarFile, members: List[tarfile.TarInfo], destination: str) -> None:
+    current: List[tarfile.TarInfo] = []
+
+    def tracked():
+        for member in members:
+            current[:] = [member]
+            yield member
+
+    try:
+        os.makedirs(destination, exist_ok=True)
+        # Python's own "data" filter, where this Python has it, is a second line of defence and
+        # also clears setuid bits and group/other write permission.
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(destination, members=tracked(), filter="data")
+        else:
+            archive.extractall(destination, members=tracked())
+    except OSError as error:
+        # A read error (corrupt data) has no errno; one from the file system names what to fix.
+        if error.errno is None:
+            raise
+        where = _describe(current[0]) if current else f"into {destination}"
+        raise ArchiveError(f"cannot extract {where}: {describe_os_error(error)}") from None

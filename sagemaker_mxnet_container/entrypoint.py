@@ -30,7 +30,14 @@ from sagemaker_mxnet_container import (
     settings,
     sm_variables,
 )
-from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.errors import (
+    Aborted,
+    ConfigurationError,
+    Stopped,
+    ToolkitError,
+    UserCodeError,
+    describe_os_error,
+)
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -69,8 +76,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster
         settings.context_string,
         settings.kvstore,
     )
-    for directory in (paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir):
-        os.makedirs(directory, exist_ok=True)
+    _make_directories(paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir)
 
     training = sm_variables.training_env(env, found, settings, user_program.module_name)
     child_env = dict(os.environ)
@@ -98,6 +104,28 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster
             reason = outcome.script_failure(name, result) if result.exit_code else None
         _check_outcome(paths, supervisor, name, result, reason)
         job.finish(supervisor)
+
+
+def _make_directories(*directories: str) -> None:
+    """The directories the user's code writes to; one that cannot be made fails the job naming it."""
+    for directory in directories:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocking = next(
+                (
+                    path
+                    for path in (os.path.dirname(directory), directory)
+                    if os.path.lexists(path) and not os.path.isdir(path)
+                ),
+                directory,
+            )
+            raise ToolkitError(
+                f"{blocking} is a file, but the job needs it as a directory (the user's code writes to "
+                f"{directory}); remove it, or what put it there"
+            ) from None
+        except OSError as error:
+            raise ToolkitError(f"cannot create {directory}: {describe_os_error(error)}") from None
 
 
 def _run_horovod(

@@ -10,9 +10,9 @@ retry budget is the operator's setting, checked by the supervisor).
 """
 
 import os
+import re
 import sys
 from typing import Optional, Tuple
-from urllib.parse import urlparse
 
 from sagemaker_mxnet_container import error_record
 from sagemaker_mxnet_container.errors import DownloadError
@@ -24,12 +24,38 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+# What botocore itself accepts as a bucket name (S3's own rules are narrower; S3 names the rest).
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}", re.ASCII)
+# S3 keys are at most 1024 bytes of UTF-8.
+_MAX_KEY_BYTES = 1024
+
+
 def parse_uri(uri: str) -> Tuple[str, str]:
-    parsed = urlparse(uri)
-    key = parsed.path.lstrip("/")
-    if parsed.scheme != "s3" or not parsed.netloc or not key:
+    """The bucket (up to the first ``/``) and the key (everything after it, verbatim).
+
+    An S3 key may hold any character: ``?``, ``#``, ``%`` and spaces are part of the key, not a
+    query, a fragment or an escape, so a URL parser would download another object than the one
+    named (``s3://bucket/code?v=2.tar.gz`` as ``code``).
+    """
+    if uri[:5].lower() != "s3://":
         raise DownloadError(f"{uri!r} is not an S3 object URI of the form s3://bucket/key")
-    return parsed.netloc, key
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket or not key:
+        raise DownloadError(f"{uri!r} is not an S3 object URI of the form s3://bucket/key")
+    if not _BUCKET.fullmatch(bucket):
+        raise DownloadError(
+            f"{uri!r} names the bucket {bucket!r}, which is not an S3 bucket name: "
+            "bucket names hold only letters, digits, '.', '-' and '_'"
+        )
+    if "\0" in key:
+        raise DownloadError(f"{uri!r} is not an S3 object URI: its key holds a NUL character")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise DownloadError(f"{uri!r} is not an S3 object URI: its key is not valid Unicode") from None
+    if size > _MAX_KEY_BYTES:
+        raise DownloadError(f"the key of {uri[:80]!r}... has {size} bytes; S3 keys have at most {_MAX_KEY_BYTES}")
+    return bucket, key
 
 
 def _http_status(error) -> Optional[int]:
@@ -62,9 +88,15 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+def shown(uri: str) -> str:
+    """The URI as written, or escaped where it holds characters that would forge lines in a log."""
+    return uri if uri.isprintable() else repr(uri)
+
+
 def describe(uri: str, error: BaseException) -> str:
     from botocore.exceptions import ClientError, NoCredentialsError
 
+    uri = shown(uri)
     if isinstance(error, ClientError):
         status = _http_status(error)
         code = error.response.get("Error", {}).get("Code", "")
@@ -82,7 +114,7 @@ def describe(uri: str, error: BaseException) -> str:
 
 
 def _not_found(uri: str, what: str) -> str:
-    return f"cannot download code from {uri}: the {what} does not exist (404); check sagemaker_submit_directory"
+    return f"cannot download code from {shown(uri)}: the {what} does not exist (404); check sagemaker_submit_directory"
 
 
 _CHUNK_BYTES = 1024 * 1024
