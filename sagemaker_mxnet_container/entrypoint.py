@@ -166,8 +166,9 @@ def _check_outcome(paths: environment.Paths, supervisor: Supervisor, name: str, 
         raise Aborted(supervisor.abort_reason)
     if result.exit_code != 0:
         raise UserCodeError(reason, result.exit_code)
-    if outcome.user_failure(paths) is not None:
-        raise UserCodeError(f"{name} exited with code 0 but wrote {paths.output_dir}/failure", 1)
+    left = outcome.left_failure(paths)
+    if left is not None:
+        raise UserCodeError(outcome.left_failure_reason(paths, name, left), 1)
 
 
 def _run_legacy(supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str):
@@ -210,9 +211,13 @@ def main(argv=None) -> int:
         return error.exit_code
     try:
         outcome.record_success(paths)
-    except OSError as error:
+    except (OSError, ToolkitError) as error:
         # Without output/success the platform cannot count the job as a success.
-        logger.error("Training finished but %s/success could not be written: %s", paths.output_dir, error)
+        reason = f"Training finished but {paths.output_dir}/success could not be written: " + (
+            describe_os_error(error) if isinstance(error, OSError) else str(error)
+        )
+        logger.error("%s", reason)
+        _record_failure(paths, reason)
         return 1
     logger.info("Training succeeded")
     return 0

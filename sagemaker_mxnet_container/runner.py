@@ -30,7 +30,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LEFTOVER_GRACE_SECONDS = 3.0
 # An abort ends processes that did nothing wrong; they get less time than a platform stop.
 ABORT_GRACE_SECONDS = 10.0
-_TAIL_LINES = 100
+TAIL_LINES = 100
 _TAIL_LINE_BYTES = 2000
 
 
@@ -68,7 +68,7 @@ class _StderrTee:
 
     def __init__(self, fd: int):
         self._fd = fd
-        self._lines = collections.deque(maxlen=_TAIL_LINES)
+        self._lines = collections.deque(maxlen=TAIL_LINES)
         self._partial = b""
         self._thread = threading.Thread(target=self._pump, name="stderr-tee", daemon=True)
         self._thread.start()

@@ -352,13 +352,24 @@ def processes_of_run(marker: str) -> list:
     return found
 
 
+def outcome_files(job: Job) -> set:
+    """The outcome files present, each a regular file (a directory or link there counts as wrong)."""
+    present = set()
+    for name in ("success", "failure"):
+        path = job.output_dir / name
+        if os.path.lexists(path):
+            assert path.is_file() and not path.is_symlink(), f"output/{name} is not a regular file"
+            present.add(name)
+    return present
+
+
 def check_finished_job(
     finished: FinishedJob, *, within: float, secrets=(), outcome_written: bool = True
 ) -> None:
     """The invariants of every matrix case.
 
-    - a job that failed exits non-zero, leaves ``failure`` (a first line naming a cause) and no
-      ``success``; a job that succeeded exits 0 and leaves ``success`` and no ``failure``;
+    - a job that failed exits non-zero and leaves exactly ``failure`` (a regular file whose first
+      line names a cause); a job that succeeded exits 0 and leaves exactly ``success``;
     - it ended within ``within`` seconds;
     - no secret (the fake AWS credentials every run has, plus ``secrets``) is in stdout, stderr or
       the failure file.
@@ -369,12 +380,12 @@ def check_finished_job(
         assert finished.exit_code != 0
         assert not job.succeeded
     elif finished.exit_code == 0:
-        assert job.succeeded, finished.stderr[-3000:]
-        assert job.failure is None
+        assert outcome_files(job) == {"success"}, finished.stderr[-3000:]
     else:
-        assert not job.succeeded
-        assert job.failure is not None, finished.stderr[-3000:]
+        assert outcome_files(job) == {"failure"}, finished.stderr[-3000:]
         assert finished.reason.strip(), job.failure
+    if job.output_dir.is_dir():
+        assert [name for name in os.listdir(job.output_dir) if name.startswith((".success-", ".failure-"))] == []
     assert finished.seconds < within, f"took {finished.seconds:.1f} s, bound {within} s"
     for secret in (*FAKE_SECRETS, *secrets):
         assert secret not in finished.stdout

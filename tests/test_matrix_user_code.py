@@ -33,6 +33,21 @@ if os.fork() == 0:
     time.sleep(1000)
 """
 
+SNEAKY = """
+class Sneaky(Exception):
+    def __str__(self):
+        raise SystemExit(0)
+"""
+CAUGHT_THEN = """
+import logging, sys
+try:
+    {{}}["learning_rate"]
+except KeyError:
+    logging.exception("no learning rate; using 0.1")
+sys.stderr.write("epoch 1 [=====     ] 50%\\r")
+{}
+"""
+
 CASES = {
     # name: (source, exit code, how the failure's first line starts)
     "script raises": ("raise ValueError('lr must be positive')\n", 1, "ValueError: lr must be positive"),
@@ -66,6 +81,24 @@ CASES = {
         "train.py was killed by SIGKILL (exit code 137); it may have run out of memory",
     ),
     "leaves processes behind and succeeds": (LEAVES_CHILDREN, 0, ""),
+    # Before: the SystemExit(0) escaped from the error record and the failed job exited 0.
+    "legacy train() raises an exception whose __str__ raises SystemExit(0)": (
+        SNEAKY + "def train():\n    raise Sneaky()\n",
+        1,
+        "Sneaky: <Sneaky whose message could not be rendered>",
+    ),
+    "script raises an exception whose __str__ raises SystemExit(0)": (
+        SNEAKY + "if __name__ == '__main__':\n    raise Sneaky()\n",
+        1,
+        "Sneaky: <exception str() failed>",
+    ),
+    # Before: the reason started with the KeyError the program had caught and logged.
+    "logs a caught exception, then dies of another": (
+        CAUGHT_THEN.format("raise RuntimeError('loss is nan')"),
+        1,
+        "RuntimeError: loss is nan",
+    ),
+    "logs a caught exception, then exits 3": (CAUGHT_THEN.format("sys.exit(3)"), 3, "train.py exited with code 3."),
     "message with undecodable bytes": (
         "def train():\n    raise ValueError(b'caf\\xe9'.decode('utf-8', 'surrogateescape'))\n",
         1,

@@ -29,7 +29,11 @@ def _exit_code(error: SystemExit) -> int:
         return 0
     if isinstance(error.code, int):
         return error.code & 0xFF
-    print(error.code, file=sys.stderr)
+    try:
+        print(error.code, file=sys.stderr)
+    except BaseException:
+        # sys.exit(obj) whose __str__ raises (SystemExit(0) included) still failed.
+        print("<the program's exit message could not be rendered>", file=sys.stderr)
     return 1
 
 
