@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     """Runs the job; raises ToolkitError (or a subclass) with the failure reason."""
     operator = settings.read()
+    if operator.cgroup == "auto":
+        supervisor.confine()
     env = environment.read(paths)
     logs.configure(env.log_level)
     logs.use_secrets_of(env.hyperparameters)
@@ -200,6 +202,7 @@ def main(argv=None) -> int:
         finally:
             # From here a stop signal can no longer interrupt anything; recording must finish.
             supervisor.close()
+            supervisor.end_all()
     except Exception as error:
         error = _as_stop(error, supervisor)
         if isinstance(error, ToolkitError):

@@ -172,6 +172,14 @@ class Settings:
         None,
         "where the mpirun launcher's ssh client key is (unset: ~/.ssh of the user train runs as)",
     )
+    cgroup: str = _setting(
+        "SAGEMAKER_MXNET_CGROUP",
+        choice("auto", "off"),
+        "auto",
+        "auto: the user's processes run in a cgroup of their own where train can make one, so that "
+        "whatever they leave running is ended as a whole; off: never",
+    )
+
     @property
     def client_ssh_dir(self) -> str:
         return self.ssh_dir or os.path.expanduser("~/.ssh")

@@ -393,6 +393,79 @@ def check_finished_job(
         assert secret not in (job.failure or "")
 
 
+# Runs a command as a child subreaper, in a cgroup of its own where one can be made, and reports
+# on stderr whether any process it started outlived it. A process that re-forks every
+# millisecond slips through any scan of /proc (processes_of_run), never through this: every
+# orphan comes to the subreaper, which has no child left only once all are gone. Whatever is
+# left, or still runs when the time is up, is killed (the whole cgroup where there is one).
+CONTAINED = """
+import ctypes, os, signal, subprocess, sys, time
+
+def own_cgroup():
+    try:
+        relative = next(line[3:].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
+        mount = next(line.split()[4] for line in open("/proc/self/mountinfo")
+                     if " - cgroup2 " in line and line.split()[3] == "/")
+        path = os.path.join(mount, relative.lstrip("/"), f"test-contained-{os.getpid()}")
+        os.mkdir(path)
+        with open(os.path.join(path, "cgroup.procs"), "w") as stream:
+            stream.write(str(os.getpid()))
+        return path
+    except (OSError, StopIteration):
+        return None
+
+def children():
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        found += [int(pid) for pid in open(f"/proc/self/task/{task}/children").read().split()]
+    return found
+
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+cgroup = own_cgroup()
+command = subprocess.Popen(sys.argv[2:])
+try:
+    code = command.wait(float(sys.argv[1]))
+except subprocess.TimeoutExpired:
+    command.kill()
+    code = command.wait()
+deadline = time.monotonic() + 3
+left = True
+while time.monotonic() < deadline:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.01)
+    except ChildProcessError:
+        left = False
+        break
+print(f"contained: {'processes were left' if left else 'no process left'}", file=sys.stderr, flush=True)
+deadline = time.monotonic() + 30
+while left and time.monotonic() < deadline:
+    if cgroup is not None:
+        open(os.path.join(cgroup, "cgroup.kill"), "w").write("1")
+    for pid in children():
+        os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+if cgroup is not None:
+    with open(os.path.join(os.path.dirname(cgroup), "cgroup.procs"), "w") as stream:
+        stream.write(str(os.getpid()))
+    for attempt in range(100):
+        try:
+            os.rmdir(cgroup)
+            break
+        except OSError:
+            time.sleep(0.05)
+sys.exit(code)
+"""
+
+
+def contained(command, seconds: float):
+    """``command`` run by CONTAINED, which gives it ``seconds``."""
+    return [sys.executable, "-c", CONTAINED, str(seconds), *command]
+
+
 @pytest.fixture
 def run_checked(tmp_path):
     """Runs the real ``train`` for a job and checks the matrix invariants on what it left.

@@ -14,6 +14,7 @@ BAD = {
     "archive_max_members": "0",
     "host_addresses": "{not json",
     "ssh_dir": "~/.ssh",
+    "cgroup": "yes",
 }
 
 

@@ -70,6 +70,7 @@ def test_unset_or_blank_variables_take_the_defaults():
         ("archive_max_members", "1", 1),
         ("host_addresses", '{"algo-1": "127.0.0.1"}', {"algo-1": "127.0.0.1"}),
         ("ssh_dir", "/root/.ssh-job", "/root/.ssh-job"),
+        ("cgroup", "OFF", "off"),
     ],
 )
 def test_accepted_values(field, text, value):
@@ -101,6 +102,7 @@ def test_accepted_values(field, text, value):
         ("host_addresses", '["127.0.0.1"]'),
         ("host_addresses", "[" * 100_000),
         ("ssh_dir", "relative/.ssh"),
+        ("cgroup", "on"),
     ],
 )
 def test_a_value_that_is_not_accepted_is_named_with_what_is(field, text):
