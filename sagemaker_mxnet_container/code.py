@@ -141,6 +141,7 @@ def _download_and_extract(env: TrainingEnvironment, operator: Settings, uri: str
             destination,
             env.region or "",
             str(operator.download_retry_seconds),
+            str(operator.download_connect_seconds),
         ]
         result = supervisor.run(command, env=child_env)
         if result.exit_code != 0:

@@ -136,6 +136,13 @@ class Settings:
         "how long a code download that fails in a way worth retrying (throttling, 5xx, a broken "
         "connection) is retried, in all",
     )
+    download_connect_seconds: float = _setting(
+        "SAGEMAKER_MXNET_DOWNLOAD_CONNECT_SECONDS",
+        seconds(),
+        60.0,
+        "how long a code download is retried while no connection to S3 can be made at all "
+        "(refused, unresolvable, unreachable)",
+    )
     archive_max_bytes: int = _setting(
         "SAGEMAKER_MXNET_ARCHIVE_MAX_BYTES",
         whole(),

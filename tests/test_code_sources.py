@@ -6,6 +6,7 @@ Failures must be recorded in output/failure with the cause first and no credenti
 """
 
 import io
+import itertools
 import json
 import shutil
 import socket
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from sagemaker_mxnet_container.errors import DownloadError
 from sagemaker_mxnet_container.outcome import REASON_SHOWN
-from sagemaker_mxnet_container.s3 import describe, is_transient, parse_uri
+from sagemaker_mxnet_container.s3 import Retries, describe, is_transient, parse_uri
 
 PROGRAM = "train_script.py"
 USER_PROGRAM = """\
@@ -215,20 +216,101 @@ def test_a_program_missing_from_the_archive_is_named(make_job, run_train, s3):
     assert "other.py" in failure[:REASON_SHOWN]
 
 
-def test_an_unreachable_s3_is_retried_until_the_deadline_then_named(make_job, run_train, s3):
-    # Nothing listens on this port: every connection is refused, a transient failure.
+def refused_endpoint() -> str:
+    # Nothing listens on this port: every connection is refused.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_an_unreachable_s3_is_retried_until_the_deadline_then_named(make_job, run_train, s3):
     uri = "s3://code-bucket/job-6/sourcedir.tar.gz"
     job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
 
     started = time.monotonic()
-    result = run_train(job, env={"AWS_ENDPOINT_URL_S3": endpoint, "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS": "2"})
+    environ = {"AWS_ENDPOINT_URL_S3": refused_endpoint(), "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS": "2"}
+    result = run_train(job, env=environ)
     elapsed = time.monotonic() - started
 
-    assert_failed_with(job, result, f"cannot download code from {uri}: EndpointConnectionError")
+    assert_failed_with(job, result, f"cannot download code from {uri}: no connection to S3 could be made")
     assert 2 <= elapsed < 30
+
+
+def test_a_refused_connection_ends_the_download_long_before_the_retry_budget(make_job, run_checked, s3):
+    # The issue's case: the whole budget (300 s by default) was spent on a failure that never
+    # changes. Here the budget stays 300 s and the connection window is 2 s (default 60).
+    uri = "s3://code-bucket/job-7/sourcedir.tar.gz"
+    job = make_job({**HYPERPARAMETERS, "sagemaker_submit_directory": uri})
+    environ = {
+        "AWS_ENDPOINT_URL_S3": refused_endpoint(),
+        "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS": "300",
+        "SAGEMAKER_MXNET_DOWNLOAD_CONNECT_SECONDS": "2",
+    }
+
+    finished = run_checked(job, environ, within=30)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith(f"cannot download code from {uri}: no connection to S3 could be made ")
+    assert "no connection to S3 could be made in 2 s of trying (EndpointConnectionError: " in finished.reason
+    assert "SAGEMAKER_MXNET_DOWNLOAD_CONNECT_SECONDS sets how long to try" in finished.reason
+    assert finished.seconds >= 2
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def connection_refused():
+    from botocore.exceptions import EndpointConnectionError
+
+    return EndpointConnectionError(endpoint_url="https://code-bucket.s3.amazonaws.com/key")
+
+
+def read_timeout():
+    from botocore.exceptions import ReadTimeoutError
+
+    return ReadTimeoutError(endpoint_url="https://code-bucket.s3.amazonaws.com/key")
+
+
+def tries_until_given_up(retries: Retries, clock: Clock, errors) -> float:
+    """Feeds the errors in turn (the last one for ever), sleeping as told; when it gives up."""
+    for error in itertools.chain(errors, itertools.repeat(errors[-1])):
+        delay = retries.wait_before_next(error)
+        if delay is None:
+            return clock.now
+        clock.now += delay + 0.01  # each try itself takes a little
+
+
+def test_a_connection_that_is_never_made_is_given_up_after_the_connection_window():
+    clock = Clock()
+    given_up = tries_until_given_up(Retries(300, 60, clock), clock, [connection_refused()])
+
+    assert 60 <= given_up <= 61
+
+
+def test_a_connection_window_restarts_once_the_endpoint_answered():
+    # Refused for over 40 s, then one 503 (the endpoint answered), then refused again: the
+    # window of 60 s starts again at the first refusal after the answer.
+    clock = Clock()
+    retries = Retries(300, 60, clock)
+    while clock.now < 40:
+        clock.now += retries.wait_before_next(connection_refused()) + 0.01
+    clock.now += retries.wait_before_next(client_error(503, "SlowDown", "GetObject")) + 0.01
+    refused_again_at = clock.now
+
+    given_up = tries_until_given_up(retries, clock, [connection_refused()])
+
+    assert 60 <= given_up - refused_again_at <= 61
+
+
+def test_other_transient_failures_use_the_whole_budget_and_others_none():
+    clock = Clock()
+    assert 300 <= tries_until_given_up(Retries(300, 60, clock), clock, [read_timeout()]) <= 301
+    assert Retries(300, 60, Clock()).wait_before_next(client_error(403, "AccessDenied", "GetObject")) is None
 
 
 # The download's error handling, unit by unit. botocore raises ClientError for every HTTP error
@@ -369,7 +451,7 @@ def test_an_object_with_any_key_is_downloaded_byte_for_byte(s3, tmp_path, key):
     uri = s3.put("any-key-bucket", key, body)
     destination = tmp_path / "sourcedir.tar.gz"
 
-    download(uri, str(destination), None, 2.0)
+    download(uri, str(destination), None, Retries(2.0, 2.0))
 
     assert destination.read_bytes() == body
     s3.client.delete_object(Bucket="any-key-bucket", Key=key)

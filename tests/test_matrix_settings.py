@@ -8,6 +8,7 @@ from sagemaker_mxnet_container import settings
 
 BAD = {
     "download_retry_seconds": "nan",
+    "download_connect_seconds": "inf",
     "host_wait_seconds": "abc",
     "heartbeat_timeout_seconds": "-5",
     "archive_max_bytes": "1e9",
