@@ -163,9 +163,9 @@ class Settings:
     )
     heartbeat_timeout_seconds: float = _setting(
         "SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS",
-        seconds(),
-        30.0,
-        "the silence after which another host counts as lost and the job ends (heartbeats go every 2 s)",
+        seconds(at_least=3.0),
+        10.0,
+        "the silence after which another host counts as lost and the job ends (heartbeats go every second)",
     )
     host_addresses: Optional[Mapping[str, str]] = _setting(
         "SAGEMAKER_MXNET_HOST_ADDRESSES",

@@ -92,6 +92,7 @@ def test_accepted_values(field, text, value):
         ("download_retry_seconds", "３"),  # a full-width digit, which float() accepts
         ("host_wait_seconds", "86401"),
         ("heartbeat_timeout_seconds", "30s"),
+        ("heartbeat_timeout_seconds", "2.9"),  # three beats at least, or it misfires
         ("archive_max_bytes", "²"),  # str.isdigit() says yes, int() says no
         ("archive_max_bytes", "1.5"),
         ("archive_max_members", "0"),

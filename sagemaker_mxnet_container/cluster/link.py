@@ -2,7 +2,7 @@
 
 ps-lite has no failure handling: when a host dies, the others block in a barrier forever. So the
 supervisors keep a link of their own. The first host's supervisor listens; every other host's
-connects to it, and each side sends a heartbeat every few seconds. A closed connection (the host's
+connects to it, and each side sends a heartbeat every second. A closed connection (the host's
 processes died) or a silence longer than the heartbeat timeout (the host hung, or its network
 went) ends the job on every host, and so does a failure that one host reports. At the end, every
 host waits until all the others have finished, because their workers may still need its server.
@@ -14,6 +14,7 @@ Messages are JSON objects, one per line: ``hello`` (host, hosts), ``beat``, ``ar
 
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -23,7 +24,8 @@ from sagemaker_mxnet_container.errors import Aborted, ClusterError
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL_SECONDS = 2.0
+# Ten beats in the default timeout (settings: 10 s): a few late or lost ones are no loss.
+HEARTBEAT_INTERVAL_SECONDS = 1.0
 _MAX_MESSAGE_BYTES = 65536
 _MAX_REASON_CHARS = 2000
 _POLL_SECONDS = 0.2
@@ -38,6 +40,15 @@ class _Connection:
         self.last_heard = time.monotonic()
         self._reader = sock.makefile("rb")
         self._send_lock = threading.Lock()
+
+    def has_unread_data(self) -> bool:
+        """Something has arrived that the reading thread has not read yet: the peer is not
+        silent, this host was slow (a starved thread, a paused machine)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def send(self, **message) -> bool:
         data = (json.dumps(message) + "\n").encode()
@@ -254,7 +265,7 @@ class Link:
             now = time.monotonic()
             for connection in peers:
                 silent = now - connection.last_heard
-                if silent > self._heartbeat_timeout:
+                if silent > self._heartbeat_timeout and not connection.has_unread_data():
                     self._lost(connection.host, f"nothing was heard from it for {silent:.0f} s (the host hung, "
                                "or the network between the hosts failed)")
                     connection.close()
