@@ -186,10 +186,19 @@ def exception_lines(stderr_tail: List[str]) -> List[str]:
     return []
 
 
+# Signals that end a process from outside (the supervisor's fail-fast and aborts, a stop): a
+# process that had printed its traceback and was ended while it shut down (Horovod waits for the
+# other ranks at exit) failed of that exception.
+_SENT_TO_END = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def ended_by_exception(result: ProcessResult) -> bool:
-    """Python exits 1 after an uncaught exception. Another code (``sys.exit(3)``) or a signal
-    ended the program otherwise, whatever it logged before: no traceback is then its cause."""
-    return result.signal is None and result.exit_code == 1
+    """Whether the program's last traceback is what ended it. Python exits 1 after an uncaught
+    exception; another code (``sys.exit(3)``), a crash (SIGSEGV, SIGABRT) or SIGKILL (most often
+    memory) ended it otherwise, whatever it logged before."""
+    if result.signal is None:
+        return result.exit_code == 1
+    return result.signal in _SENT_TO_END
 
 
 def exit_description(name: str, result: ProcessResult) -> str:

@@ -117,18 +117,29 @@ sys.stderr.flush()
         ("sys.exit(3)", "train.py exited with code 3. Last lines of its stderr:"),
         ("os._exit(4)", "train.py exited with code 4. Last lines of its stderr:"),
         ("os.kill(os.getpid(), signal.SIGKILL)", "train.py was killed by SIGKILL (exit code 137)"),
+        ("os.kill(os.getpid(), signal.SIGABRT)", "train.py was killed by SIGABRT (exit code 134)"),
     ],
-    ids=["another exception", "sys.exit(3)", "os._exit(4)", "SIGKILL"],
+    ids=["another exception", "sys.exit(3)", "os._exit(4)", "SIGKILL", "SIGABRT"],
 )
 def test_the_cause_is_what_ended_the_program_not_an_exception_it_logged_before(ending, first_line):
     exit_code, tail = stderr_tail_of(CAUGHT_THEN.format(ending))
-    killed = signal.SIGKILL if exit_code < 0 else None
+    killed = -exit_code if exit_code < 0 else None
     result = ProcessResult(128 + killed if killed else exit_code, killed, tail)
 
     reason = outcome.script_failure("train.py", result)
 
     assert reason.splitlines()[0].startswith(first_line), reason
     assert "KeyError" not in reason.splitlines()[0]
+
+
+def test_a_program_ended_from_outside_while_it_shut_down_after_its_exception_failed_of_that_exception():
+    # A Horovod rank raises, prints its traceback, and waits at exit for the other ranks until
+    # the supervisor's fail-fast ends it with SIGTERM.
+    _, tail = stderr_tail_of('raise RuntimeError("rank 3 cannot go on: disk full")')
+
+    reason = outcome.script_failure("train.py", ProcessResult(143, signal.SIGTERM, tail))
+
+    assert reason.startswith("RuntimeError: rank 3 cannot go on: disk full\ntrain.py was killed by SIGTERM")
 
 
 def test_a_traceback_longer_than_the_tail_still_names_its_exception():
