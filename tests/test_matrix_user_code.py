@@ -16,6 +16,7 @@ import sys
 
 import pytest
 from conftest import train_command
+from test_outcome import CAUGHT_THEN
 
 KILLED_BY_SIGKILL = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
 SEGFAULT = """
@@ -37,15 +38,6 @@ SNEAKY = """
 class Sneaky(Exception):
     def __str__(self):
         raise SystemExit(0)
-"""
-CAUGHT_THEN = """
-import logging, sys
-try:
-    {{}}["learning_rate"]
-except KeyError:
-    logging.exception("no learning rate; using 0.1")
-sys.stderr.write("epoch 1 [=====     ] 50%\\r")
-{}
 """
 
 CASES = {
@@ -261,3 +253,31 @@ def test_an_error_that_starts_with_a_cxx_traceback_is_recorded_with_its_check_fi
     message = error_record.read(str(path))["message"]
     assert message.splitlines()[0] == "Check failed: shape mismatch"
     assert message.splitlines()[1] == "Traceback (most recent call last):"
+
+
+@pytest.mark.parametrize(
+    "ending, exit_code",
+    [
+        ("sys.exit(Sneaky())", 1),
+        ("raise Sneaky()", 1),
+        ("sys.exit(4)", 4),
+        ("sys.exit(None)", 0),
+    ],
+)
+def test_the_ps_lite_worker_wrapper_exits_as_the_program_did_even_when_its_exception_lies(
+    tmp_path, ending, exit_code
+):
+    # ps_worker runs script-mode programs across hosts; its own handling of sys.exit(obj) printed
+    # obj, and a SystemExit(0) raised from obj.__str__ ended the failed program with 0.
+    program = tmp_path / "train.py"
+    sneaky = SNEAKY if ending.startswith("raise") else SNEAKY.replace("(Exception)", "")
+    program.write_text("import sys\n" + sneaky + ending + "\n")
+
+    run = subprocess.run(
+        [sys.executable, "-m", "sagemaker_mxnet_container.cluster.ps_worker", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert run.returncode == exit_code, run.stderr

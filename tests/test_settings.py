@@ -131,3 +131,12 @@ def test_any_text_is_a_value_in_bounds_or_an_error_naming_the_variable(field, te
         assert 0 < value <= 86400
     elif isinstance(value, int):
         assert value >= 1
+
+
+def test_the_readme_table_lists_every_variable_with_its_default():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2] for line in readme.splitlines()
+            if line.startswith("| `SAGEMAKER_MXNET_")}  # fmt: skip
+    assert set(rows) == set(NAMES)
+    for declared in settings.variables():
+        assert rows[declared.name].strip().startswith(declared.default_text), declared.name
