@@ -32,7 +32,7 @@ KILL_SECONDS = 10.0
 _POLL_SECONDS = 0.01
 
 
-def _own_cgroup_directory() -> Optional[str]:
+def own_cgroup_directory() -> Optional[str]:
     """This process's cgroup v2 directory, where the unified hierarchy is mounted."""
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as stream:
@@ -125,7 +125,7 @@ class Cgroups:
     def make(cls) -> Optional["Cgroups"]:
         """The cgroups, or None where they cannot be made (no cgroup v2, no cgroup.kill, a
         read-only cgroup file system, or this process cannot move between them)."""
-        origin = _own_cgroup_directory()
+        origin = own_cgroup_directory()
         if origin is None:
             logger.debug("No cgroup v2 here; leftover processes are found by walking the tree")
             return None

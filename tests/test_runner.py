@@ -13,6 +13,7 @@ import psutil
 import pytest
 from conftest import alive, contained, train_command, train_environ
 
+from sagemaker_mxnet_container.leftovers import own_cgroup_directory
 from sagemaker_mxnet_container.runner import exit_code_of
 
 # Generous: these only prove that nothing hangs.
@@ -339,6 +340,10 @@ def test_a_process_that_re_forks_into_new_sessions_is_ended_completely_and_in_bo
     assert finished.exit_code == 0, finished.failure
     assert (code_job.markers / "escaping").exists()
     assert "Ending processes the user's code left running" in finished.stderr
+    # The cgroups train made for the job are gone with it.
+    own = own_cgroup_directory()
+    if own is not None and os.path.isdir(own):
+        assert [name for name in os.listdir(own) if name.startswith("sagemaker-train-")] == []
 
 
 REPORTS_ITS_CGROUP = """
@@ -359,17 +364,3 @@ def test_each_child_runs_in_a_cgroup_of_its_own_where_one_can_be_made(code_job, 
         assert "/sagemaker-train-" in unified and unified.rstrip().split("/")[-1].startswith("child-"), unified
     else:
         assert "/sagemaker-train-" not in unified
-
-
-def test_the_job_cgroups_are_removed_when_train_ends(code_job, run_checked):
-    from sagemaker_mxnet_container.leftovers import _own_cgroup_directory
-
-    job = code_job(REFORKS)
-    finished = run_checked(
-        job, within=30, command=contained(train_command(), 30), allowed_outside=[code_job.markers]
-    )
-
-    assert finished.exit_code == 0, finished.failure
-    own = _own_cgroup_directory()
-    if own is not None and os.path.isdir(own):
-        assert [name for name in os.listdir(own) if name.startswith("sagemaker-train-")] == []
