@@ -11,9 +11,10 @@ import os
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Set
 
-from sagemaker_mxnet_container.errors import ArchiveError, ConfigurationError
+from sagemaker_mxnet_container import settings
+from sagemaker_mxnet_container.errors import ArchiveError, describe_os_error
 
 # Python 3.11.4+ (and distributions that backported PEP 706) raise these from the data filter.
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
@@ -21,33 +22,17 @@ _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else 
 _READ_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
 
 
-MAX_MEMBERS_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_MEMBERS"
-MAX_BYTES_VARIABLE = "SAGEMAKER_MXNET_ARCHIVE_MAX_BYTES"
-
-
 @dataclass(frozen=True)
 class Limits:
     """Bounds that stop an archive from filling the disk (a gzip bomb, millions of entries)."""
 
-    max_members: int = 100_000
-    max_total_bytes: int = 20 * 1024**3
+    max_members: int = settings.variable("archive_max_members").default
+    max_total_bytes: int = settings.variable("archive_max_bytes").default
 
     @classmethod
-    def from_environ(cls, environ=os.environ) -> "Limits":
-        """The defaults, or what the image (or ``docker run -e``) sets in the two variables."""
-        return cls(
-            max_members=_positive(environ, MAX_MEMBERS_VARIABLE, cls.max_members),
-            max_total_bytes=_positive(environ, MAX_BYTES_VARIABLE, cls.max_total_bytes),
-        )
-
-
-def _positive(environ, name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigurationError(f"{name} must be a whole number of at least 1, got {text!r}")
-    return int(text)
+    def of(cls, operator: settings.Settings) -> "Limits":
+        """What the image (or ``docker run -e``) set, or the defaults."""
+        return cls(max_members=operator.archive_max_members, max_total_bytes=operator.archive_max_bytes)
 
 
 class _Namespace:
@@ -110,11 +95,17 @@ def _has_control_character(text: str) -> bool:
     return any(ord(character) < 0x20 or ord(character) == 0x7F for character in text)
 
 
+# Linux's NAME_MAX and PATH_MAX: a longer name fails to extract (ENAMETOOLONG) halfway through.
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
 class _Checker:
     """Checks members as the archive is read, so a limit fails before the rest is decompressed."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, destination: str = ""):
         self.limits = limits
+        self.destination_bytes = len(os.fsencode(destination))
         self.namespace = _Namespace()
         self.links: Dict[str, tarfile.TarInfo] = {}
         self.count = 0
@@ -139,6 +130,7 @@ class _Checker:
                 f"unsafe {_describe(member)}: names with control characters such as newlines are not allowed; "
                 "nothing was extracted"
             )
+        self._check_length(member)
         try:
             self._place(member)
         except ValueError as problem:
@@ -149,6 +141,20 @@ class _Checker:
             raise ArchiveError(
                 f"the code archive expands to more than {self.limits.max_total_bytes} bytes, the limit "
                 f"(reached at {_describe(member)}); nothing was extracted"
+            )
+
+    def _check_length(self, member: tarfile.TarInfo) -> None:
+        longest = max(len(os.fsencode(part)) for part in member.name.split("/"))
+        if longest > _NAME_MAX:
+            raise ArchiveError(
+                f"{_describe(member)} cannot be extracted: a name in its path has {longest} bytes, and the file "
+                f"system takes at most {_NAME_MAX} (ENAMETOOLONG); nothing was extracted"
+            )
+        path_bytes = self.destination_bytes + 1 + len(os.fsencode(member.name))
+        if path_bytes >= _PATH_MAX:
+            raise ArchiveError(
+                f"{_describe(member)} cannot be extracted: its path in the code directory has {path_bytes} bytes, "
+                f"and the file system takes fewer than {_PATH_MAX} (ENAMETOOLONG); nothing was extracted"
             )
 
     def _place(self, member: tarfile.TarInfo) -> None:
@@ -199,15 +205,15 @@ class _Checker:
                 ) from None
 
 
-def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits()) -> None:
-    """Raises ArchiveError for the first member that is unsafe to extract."""
-    checker = _Checker(limits)
+def check_members(members: Iterable[tarfile.TarInfo], limits: Limits = Limits(), destination: str = "") -> None:
+    """Raises ArchiveError for the first member that is unsafe to extract (into ``destination``)."""
+    checker = _Checker(limits, destination)
     for member in members:
         checker.add(member)
     checker.finish()
 
 
-def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarInfo]:
+def _read_members(archive: tarfile.TarFile, limits: Limits, destination: str) -> List[tarfile.TarInfo]:
     members: List[tarfile.TarInfo] = []
 
     def recorded():
@@ -217,26 +223,20 @@ def _read_members(archive: tarfile.TarFile, limits: Limits) -> List[tarfile.TarI
             members.append(member)
             yield member
 
-    check_members(recorded(), limits)
+    check_members(recorded(), limits, destination)
     return members
 
 
-def extract(archive_path: str, destination: str, limits: Optional[Limits] = None) -> None:
+def extract(archive_path: str, destination: str, limits: Limits = Limits()) -> None:
     """Checks every member of a tar archive (any compression), then extracts it.
 
-    ``limits`` defaults to ``Limits.from_environ()``.
+    A member that cannot be written (a full disk, a read-only volume) fails with an ArchiveError
+    naming it and the system's error; the caller removes what was extracted before it.
     """
-    limits = limits or Limits.from_environ()
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = _read_members(archive, limits)
-            os.makedirs(destination, exist_ok=True)
-            # Python's own "data" filter, where this Python has it, is a second line of defence
-            # and also clears setuid bits and group/other write permission.
-            if hasattr(tarfile, "data_filter"):
-                archive.extractall(destination, members=members, filter="data")
-            else:
-                archive.extractall(destination, members=members)
+            members = _read_members(archive, limits, destination)
+            _write(archive, members, destination)
     except ArchiveError:
         raise
     except _FILTER_ERRORS as error:
@@ -246,3 +246,27 @@ def extract(archive_path: str, destination: str, limits: Optional[Limits] = None
             f"the code archive {os.path.basename(archive_path)} cannot be extracted "
             f"(is it a complete .tar.gz?): {error}"
         ) from None
+
+
+def _write(archive: tarfile.TarFile, members: List[tarfile.TarInfo], destination: str) -> None:
+    current: List[tarfile.TarInfo] = []
+
+    def tracked():
+        for member in members:
+            current[:] = [member]
+            yield member
+
+    try:
+        os.makedirs(destination, exist_ok=True)
+        # Python's own "data" filter, where this Python has it, is a second line of defence and
+        # also clears setuid bits and group/other write permission.
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(destination, members=tracked(), filter="data")
+        else:
+            archive.extractall(destination, members=tracked())
+    except OSError as error:
+        # A read error (corrupt data) has no errno; one from the file system names what to fix.
+        if error.errno is None:
+            raise
+        where = _describe(current[0]) if current else f"into {destination}"
+        raise ArchiveError(f"cannot extract {where}: {describe_os_error(error)}") from None

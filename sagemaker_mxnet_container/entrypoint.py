@@ -15,8 +15,8 @@ import sys
 import tempfile
 
 from sagemaker_mxnet_container import (
+    cluster,
     code,
-    distributed,
     environment,
     error_record,
     logs,
@@ -25,9 +25,17 @@ from sagemaker_mxnet_container import (
     program,
     requirements,
     resources,
+    settings,
     sm_variables,
 )
-from sagemaker_mxnet_container.errors import Aborted, ConfigurationError, Stopped, ToolkitError, UserCodeError
+from sagemaker_mxnet_container.errors import (
+    Aborted,
+    ConfigurationError,
+    Stopped,
+    ToolkitError,
+    UserCodeError,
+    describe_os_error,
+)
 from sagemaker_mxnet_container.horovod import launch as horovod_launch
 from sagemaker_mxnet_container.horovod import settings as horovod_settings
 from sagemaker_mxnet_container.runner import Supervisor
@@ -37,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     """Runs the job; raises ToolkitError (or a subclass) with the failure reason."""
+    operator = settings.read()
+    if operator.cgroup == "auto":
+        supervisor.confine()
     env = environment.read(paths)
     logs.configure(env.log_level)
     logs.use_secrets_of(env.hyperparameters)
@@ -45,32 +56,31 @@ def run_job(paths: environment.Paths, supervisor: Supervisor) -> None:
     supervisor.stop_grace_seconds = env.stop_grace_seconds
     for key in env.ignored_parameters:
         logger.warning("Ignoring hyperparameter %s: this image does not use it", key)
-    with distributed.join(env, supervisor) as job:
+    with cluster.join(env, operator, supervisor) as job:
         _run_on_this_host(env, job, supervisor)
 
 
-def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Cluster, supervisor: Supervisor) -> None:
+def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster, supervisor: Supervisor) -> None:
     paths = env.paths
-    code_dir = code.fetch(env, supervisor)
+    code_dir = code.fetch(env, job.settings, supervisor)
     user_program = program.choose(code_dir, env.program, env.mode)
     requirements.install(code_dir, supervisor)
     found = resources.detect()
     horovod = horovod_settings.read(env.framework_parameters, found.num_gpus, found.num_cpus)
     # Horovod's ranks exchange gradients themselves; a parameter server beside them would idle.
-    parameter_server = horovod is None and distributed.uses_parameter_server(env, user_program.mode == program.LEGACY)
-    settings = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore, parameter_server)
+    parameter_server = horovod is None and cluster.uses_parameter_server(env, user_program.mode == program.LEGACY)
+    chosen = mxnet_settings.choose(len(env.hosts), found.num_gpus, env.kvstore, parameter_server)
     logger.info(
         "Running %s in %s mode (%s); context %s, kvstore %s",
         os.path.relpath(user_program.path, code_dir),
         user_program.mode,
         user_program.reason,
-        settings.context_string,
-        settings.kvstore,
+        chosen.context_string,
+        chosen.kvstore,
     )
-    for directory in (paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir):
-        os.makedirs(directory, exist_ok=True)
+    _make_directories(paths.model_dir, paths.output_data_dir, paths.output_intermediate_dir)
 
-    training = sm_variables.training_env(env, found, settings)
+    training = sm_variables.training_env(env, found, chosen)
     child_env = dict(os.environ)
     child_env.update(sm_variables.variables(training, env, code_dir))
     if parameter_server:
@@ -82,7 +92,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
         _run_horovod(env, job, supervisor, horovod, user_program, child_env, code_dir, found.num_cpus)
         return
     servers = (
-        distributed.parameter_server(job, supervisor, child_env, code_dir)
+        cluster.parameter_server(job, supervisor, child_env, code_dir)
         if parameter_server
         else contextlib.nullcontext({})
     )
@@ -101,11 +111,33 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: distributed.Clu
         job.finish(supervisor)
 
 
+def _make_directories(*directories: str) -> None:
+    """The directories the user's code writes to; one that cannot be made fails the job naming it."""
+    for directory in directories:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocking = next(
+                (
+                    path
+                    for path in (os.path.dirname(directory), directory)
+                    if os.path.lexists(path) and not os.path.isdir(path)
+                ),
+                directory,
+            )
+            raise ToolkitError(
+                f"{blocking} is a file, but the job needs it as a directory (the user's code writes to "
+                f"{directory}); remove it, or what put it there"
+            ) from None
+        except OSError as error:
+            raise ToolkitError(f"cannot create {directory}: {describe_os_error(error)}") from None
+
+
 def _run_horovod(
     env: environment.TrainingEnvironment,
-    job: distributed.Cluster,
+    job: cluster.Cluster,
     supervisor: Supervisor,
-    settings: horovod_settings.HorovodSettings,
+    horovod: horovod_settings.HorovodSettings,
     user_program: program.Program,
     child_env: dict,
     code_dir: str,
@@ -120,7 +152,7 @@ def _run_horovod(
         )
     name = os.path.basename(user_program.path)
     command = program.script_command(user_program, code_dir, sm_variables.user_arguments(env.hyperparameters))
-    with horovod_launch.launch(job, supervisor, settings, child_env, code_dir) as launcher:
+    with horovod_launch.launch(job, supervisor, horovod, child_env, code_dir) as launcher:
         result, reason = launcher.run(command, name, num_cpus)
         if result is not None:
             _check_outcome(env.paths, supervisor, name, result, reason)
@@ -139,8 +171,9 @@ def _check_outcome(paths: environment.Paths, supervisor: Supervisor, name: str, 
         raise Aborted(supervisor.abort_reason)
     if result.exit_code != 0:
         raise UserCodeError(reason, result.exit_code)
-    if outcome.user_failure(paths) is not None:
-        raise UserCodeError(f"{name} exited with code 0 but wrote {paths.output_dir}/failure", 1)
+    left = outcome.left_failure(paths)
+    if left is not None:
+        raise UserCodeError(outcome.left_failure_reason(paths, name, left), 1)
 
 
 def _run_legacy(supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str):
@@ -172,6 +205,7 @@ def main(argv=None) -> int:
         finally:
             # From here a stop signal can no longer interrupt anything; recording must finish.
             supervisor.close()
+            supervisor.end_all()
     except Exception as error:
         error = _as_stop(error, supervisor)
         if isinstance(error, ToolkitError):
@@ -183,9 +217,13 @@ def main(argv=None) -> int:
         return error.exit_code
     try:
         outcome.record_success(paths)
-    except OSError as error:
+    except (OSError, ToolkitError) as error:
         # Without output/success the platform cannot count the job as a success.
-        logger.error("Training finished but %s/success could not be written: %s", paths.output_dir, error)
+        reason = f"Training finished but {paths.output_dir}/success could not be written: " + (
+            describe_os_error(error) if isinstance(error, OSError) else str(error)
+        )
+        logger.error("%s", reason)
+        _record_failure(paths, reason)
         return 1
     logger.info("Training succeeded")
     return 0

@@ -99,12 +99,6 @@ DEFAULT_PARAMETER_SERVER_PORT = 8000
 # so the script receives them as arguments too.
 PS_PORT_KEY = "_ps_port"
 PS_VERBOSE_KEY = "_ps_verbose"
-HOST_WAIT_VARIABLE = "SAGEMAKER_MXNET_HOST_WAIT_SECONDS"
-HEARTBEAT_TIMEOUT_VARIABLE = "SAGEMAKER_MXNET_HEARTBEAT_TIMEOUT_SECONDS"
-HOST_ADDRESSES_VARIABLE = "SAGEMAKER_MXNET_HOST_ADDRESSES"
-# Instances of a job boot minutes apart; the platform asks to retry name lookups meanwhile.
-DEFAULT_HOST_WAIT_SECONDS = 600.0
-DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,10 +157,6 @@ class ClusterSettings:
     parameter_server_verbose: str
     """``PS_VERBOSE`` for ps-lite, from ``_ps_verbose`` (default 0), as the official toolkit exports it."""
     liveness_port: int
-    host_wait_seconds: float
-    heartbeat_timeout_seconds: float
-    host_addresses: Mapping[str, str]
-    """Addresses that replace name resolution (the local multi-host runner's loopback)."""
 
 
 @dataclass(frozen=True)
@@ -333,34 +323,6 @@ def _port(framework: Mapping[str, Any], key: str, default: int) -> int:
     return port
 
 
-def _seconds_from_environ(environ: Mapping[str, str], name: str, default: float) -> float:
-    text = environ.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_STOP_GRACE_SECONDS):
-        raise ConfigurationError(f"{name} must be a number of seconds above 0, got {text!r}")
-    return seconds
-
-
-def _host_addresses(environ: Mapping[str, str]) -> Mapping[str, str]:
-    text = environ.get(HOST_ADDRESSES_VARIABLE)
-    if not text:
-        return MappingProxyType({})
-    try:
-        addresses = json.loads(text)
-    except ValueError:
-        addresses = None
-    if not isinstance(addresses, dict) or not all(
-        isinstance(name, str) and isinstance(address, str) for name, address in addresses.items()
-    ):
-        raise ConfigurationError(f"{HOST_ADDRESSES_VARIABLE} must be a JSON object of host name to address")
-    return MappingProxyType(dict(addresses))
-
-
 def _ps_verbose(user: Mapping[str, Any]) -> str:
     value = user.get(PS_VERBOSE_KEY, "0")
     if whole_number(value) is None:
@@ -370,7 +332,7 @@ def _ps_verbose(user: Mapping[str, Any]) -> str:
     return str(value).strip()
 
 
-def _cluster(framework: Mapping[str, Any], user: Mapping[str, Any], environ: Mapping[str, str]) -> ClusterSettings:
+def _cluster(framework: Mapping[str, Any], user: Mapping[str, Any]) -> ClusterSettings:
     # The official MXNet toolkit's _ps_port, unless this image's own setting says otherwise.
     default_port = _port(user, PS_PORT_KEY, DEFAULT_PARAMETER_SERVER_PORT)
     ps_port = _port(framework, "sagemaker_parameter_server_port", default_port)
@@ -385,11 +347,6 @@ def _cluster(framework: Mapping[str, Any], user: Mapping[str, Any], environ: Map
         parameter_server_port=ps_port,
         parameter_server_verbose=_ps_verbose(user),
         liveness_port=liveness_port,
-        host_wait_seconds=_seconds_from_environ(environ, HOST_WAIT_VARIABLE, DEFAULT_HOST_WAIT_SECONDS),
-        heartbeat_timeout_seconds=_seconds_from_environ(
-            environ, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
-        ),
-        host_addresses=_host_addresses(environ),
     )
 
 
@@ -562,6 +519,6 @@ def read(paths: Paths, environ: Mapping[str, str] = os.environ) -> TrainingEnvir
         mode=_mode(framework),
         kvstore=_optional_string(framework, "sagemaker_kvstore"),
         stop_grace_seconds=_stop_grace(framework),
-        cluster=_cluster(framework, user, environ),
+        cluster=_cluster(framework, user),
         ignored_parameters=ignored,
     )

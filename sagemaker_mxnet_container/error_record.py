@@ -18,11 +18,13 @@ _MAX_FIELD = 32 * 1024
 
 
 def _text(function, error: BaseException) -> str:
-    # The user's exception may define a __str__ that raises: the record must still be written,
-    # and the exception that is being reported must not be replaced by a new one.
+    # The user's exception may define a __str__ that raises, even SystemExit(0): the record must
+    # still be written, and the exception being reported must not be replaced by a new one (a
+    # SystemExit(0) escaping from here ended a failed job with exit code 0).
     try:
-        return function(error)
-    except Exception:
+        text = function(error)
+        return text if isinstance(text, str) else f"<{type(error).__name__} whose message is not text>"
+    except BaseException:
         return f"<{type(error).__name__} whose message could not be rendered>"
 
 

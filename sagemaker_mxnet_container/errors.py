@@ -3,6 +3,24 @@
 The entry point writes ``str(error)`` to ``output/failure`` and exits with ``error.exit_code``.
 """
 
+import errno
+
+# What a user can do about the errors a step that writes files meets (the job's volume, not a bug).
+_ADVICE = {
+    errno.ENOSPC: "the job's volume is full: give the job a larger volume, or make what is written smaller",
+    errno.EDQUOT: "the disk quota is used up: give the job a larger volume, or make what is written smaller",
+    errno.ENAMETOOLONG: "the file system takes names of at most 255 bytes and paths of at most 4095: shorten it",
+    errno.EROFS: "the file system is mounted read-only",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """``No space left on device (ENOSPC); the job's volume is full: ...`` for ``[Errno 28] ...``."""
+    name = errno.errorcode.get(error.errno or 0)
+    text = f"{error.strerror} ({name})" if name and error.strerror else str(error)
+    advice = _ADVICE.get(error.errno)
+    return f"{text}; {advice}" if advice else text
+
 
 class ToolkitError(Exception):
     """A job failure whose cause is known; the message is the failure reason."""

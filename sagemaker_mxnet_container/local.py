@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from sagemaker_mxnet_container.environment import BASE_DIR_VARIABLE, HOST_ADDRESSES_VARIABLE
+from sagemaker_mxnet_container import settings
+from sagemaker_mxnet_container.environment import BASE_DIR_VARIABLE
 
 LOOPBACK = "127.0.0.1"
 
@@ -96,7 +97,7 @@ def run_hosts(bases: Mapping[str, str], environ: Optional[Mapping[str, str]] = N
     SIGINT and SIGTERM are passed on to every host, as the platform stops every instance.
     """
     environ = dict(os.environ if environ is None else environ)
-    environ[HOST_ADDRESSES_VARIABLE] = json.dumps({host: LOOPBACK for host in bases})
+    environ[settings.variable("host_addresses").name] = json.dumps({host: LOOPBACK for host in bases})
     width = max(len(host) for host in bases)
     hosts: List[_Host] = []
 

@@ -241,7 +241,7 @@ def as_ps_worker(command: List[str]) -> List[str]:
     if command[0] != sys.executable:
         return command
     rest = command[2:] if command[1] == "--" else command[1:]
-    return [sys.executable, "-m", "sagemaker_mxnet_container.ps_worker", *rest]
+    return [sys.executable, "-m", "sagemaker_mxnet_container.cluster.ps_worker", *rest]
 
 
 def legacy_command(program: Program) -> List[str]:

@@ -3,7 +3,9 @@
 Each child runs in its own process group. Signals sent to ``train`` are forwarded to those groups
 at once; a child that ignores SIGTERM is killed after a grace period, so the job still ends before
 the platform's SIGKILL. ``train`` may be PID 1, so it reaps every zombie, and as a child
-subreaper it also ends what the user's code left running when its main process exits.
+subreaper it also ends what the user's code left running when its main process exits: all of it,
+within a bound, however fast it forks (``leftovers``: each child in a cgroup of its own where one
+can be made, else stopped and killed by walking the process tree).
 
 Foreground children (the user's processes, pip, the download) are waited for; background
 children (the parameter server's processes) run beside them until the job ends them. Another
@@ -11,6 +13,7 @@ thread may ``abort`` the foreground children, for instance when another host of 
 """
 
 import collections
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+from sagemaker_mxnet_container import leftovers
 from sagemaker_mxnet_container.errors import Aborted, StartError, Stopped
 
 logger = logging.getLogger(__name__)
@@ -30,7 +34,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LEFTOVER_GRACE_SECONDS = 3.0
 # An abort ends processes that did nothing wrong; they get less time than a platform stop.
 ABORT_GRACE_SECONDS = 10.0
-_TAIL_LINES = 100
+TAIL_LINES = 100
 _TAIL_LINE_BYTES = 2000
 
 
@@ -68,7 +72,7 @@ class _StderrTee:
 
     def __init__(self, fd: int):
         self._fd = fd
-        self._lines = collections.deque(maxlen=_TAIL_LINES)
+        self._lines = collections.deque(maxlen=TAIL_LINES)
         self._partial = b""
         self._thread = threading.Thread(target=self._pump, name="stderr-tee", daemon=True)
         self._thread.start()
@@ -97,12 +101,20 @@ class _StderrTee:
 
 
 class _Child:
-    def __init__(self, command: Command, popen: subprocess.Popen, tee: _StderrTee, background: bool):
+    def __init__(
+        self,
+        command: Command,
+        popen: subprocess.Popen,
+        tee: _StderrTee,
+        background: bool,
+        cgroup: Optional[leftovers.Cgroup],
+    ):
         self.name = command.name or os.path.basename(command.argv[0])
         self.pid = popen.pid
         self.popen = popen
         self.tee = tee
         self.background = background
+        self.cgroup = cgroup
         self.status: Optional[int] = None
         self.ended_at = 0.0
         self.killed = False
@@ -133,6 +145,7 @@ class Supervisor:
         self._kill_armed = False
         self._abort_timer: Optional[threading.Timer] = None
         self._closed = False
+        self._cgroups: Optional[leftovers.Cgroups] = None
 
     def install(self) -> None:
         for signum in FORWARDED_SIGNALS:
@@ -158,6 +171,23 @@ class Supervisor:
     def close(self) -> None:
         """After the last stage: stop signals are only noted, never raised."""
         self._closed = True
+
+    def confine(self) -> None:
+        """Starts each child from now on in a cgroup of its own, where one can be made."""
+        if self._cgroups is None:
+            self._cgroups = leftovers.Cgroups.make()
+            if self._cgroups is not None:
+                logger.debug("Each process of the job runs in a cgroup of its own under %s", self._cgroups.path)
+
+    def end_all(self) -> None:
+        """At the very end: nothing ``train`` started, or that descends from it, outlives it."""
+        deadline = time.monotonic() + leftovers.KILL_SECONDS
+        for child in list(self._live.values()):
+            if child.cgroup is not None:
+                child.cgroup.kill(self.poll, deadline)
+        leftovers.stop_and_kill((), self.poll, deadline)
+        if self._cgroups is not None:
+            self._cgroups.close()
 
     def _foreground(self) -> List[_Child]:
         with self._lock:
@@ -229,16 +259,20 @@ class Supervisor:
             raise Aborted(self.abort_reason)
 
     def _start(self, command: Command, background: bool) -> _Child:
+        cgroup = self._cgroups.new() if self._cgroups is not None else None
         try:
-            popen = subprocess.Popen(
-                list(command.argv),
-                env=dict(command.env),
-                cwd=command.cwd,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            with cgroup.holding_this_process() if cgroup is not None else contextlib.nullcontext():
+                popen = subprocess.Popen(
+                    list(command.argv),
+                    env=dict(command.env),
+                    cwd=command.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
         except OSError as error:
+            if cgroup is not None:
+                cgroup.remove()
             raise StartError(
                 f"cannot start {command.argv[0]}: {error.strerror or error} (check that it exists, is executable, "
                 "and that its #! line names an interpreter present in the image)"
@@ -247,7 +281,7 @@ class Supervisor:
         tee = _StderrTee(os.dup(popen.stderr.fileno()))
         popen.stderr.close()
         popen.stderr = None
-        child = _Child(command, popen, tee, background)
+        child = _Child(command, popen, tee, background, cgroup)
         with self._lock:
             self._live[child.pid] = child
         return child
@@ -297,7 +331,7 @@ class Supervisor:
                     if self._abort_timer is not None:
                         self._abort_timer.cancel()
                         self._abort_timer = None
-            self._end_leftovers([child.pid for child in children])
+            self._end_leftovers(children)
         finally:
             self._in_run = False
             self._pending.clear()
@@ -359,52 +393,65 @@ class Supervisor:
                 self.poll()
                 time.sleep(0.05)
 
-    def _end_leftovers(self, pgids: Sequence[int]) -> None:
-        """Ends what the foreground children left running: SIGTERM, a short grace, then SIGKILL."""
-        if not self._has_leftovers(pgids):
-            return
-        logger.info("Ending processes the user's code left running")
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            for pgid in pgids:
-                _signal_group(pgid, signum)
-            for process in self._strays():
-                try:
-                    process.send_signal(signum)
-                except Exception:  # psutil.Error, imported lazily
-                    pass
+    def _end_leftovers(self, children: Sequence[_Child]) -> None:
+        """Ends what the foreground children left running: SIGTERM, a short grace, then all of it
+        killed (their cgroups, then whatever the walk of the process tree still finds)."""
+        try:
+            if not self._has_leftovers(children):
+                return
+            logger.info("Ending processes the user's code left running")
+            self._signal_leftovers(children, signal.SIGTERM)
             deadline = time.monotonic() + _LEFTOVER_GRACE_SECONDS
             while time.monotonic() < deadline:
-                if not self._has_leftovers(pgids):
+                if not self._has_leftovers(children):
                     return
                 time.sleep(0.05)
+            deadline = time.monotonic() + leftovers.KILL_SECONDS
+            for child in children:
+                if child.cgroup is not None:
+                    child.cgroup.kill(self.poll, deadline)
+                _signal_group(child.pid, signal.SIGKILL)
+            if not leftovers.stop_and_kill(self._background_pids(), self.poll, deadline):
+                logger.error(
+                    "Processes the user's code left running were still there %.0f s after being killed: %s",
+                    leftovers.KILL_SECONDS,
+                    ", ".join(map(str, self._strays())),
+                )
+        finally:
+            for child in children:
+                if child.cgroup is not None:
+                    child.cgroup.remove()
 
-    def _has_leftovers(self, pgids: Sequence[int]) -> bool:
+    def _signal_leftovers(self, children: Sequence[_Child], signum: int) -> None:
+        for child in children:
+            if child.cgroup is not None:
+                child.cgroup.signal(signum)
+            _signal_group(child.pid, signum)
+        for pid in self._strays():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+
+    def _has_leftovers(self, children: Sequence[_Child]) -> bool:
         running = self.poll()
-        if any(_group_alive(pgid) for pgid in pgids):
+        if any(child.cgroup is not None and child.cgroup.pids() for child in children):
+            return True
+        if any(_group_alive(child.pid) for child in children):
             return True
         if not running:
             return False
         return not self._background() or bool(self._strays())
 
-    def _strays(self) -> list:
+    def _strays(self) -> List[int]:
         """Our running descendants outside the background children's trees.
 
         Descendants that left their group (setsid, daemons) are still our children as subreaper.
         """
         if not self.poll():
             return []
-        import psutil
+        return leftovers.descendants(self._background_pids())
 
-        background = {child.pid for child in self._background()}
-        strays = []
-        for process in psutil.Process().children():
-            if process.pid in background:
-                continue
-            try:
-                strays += [process, *process.children(recursive=True)]
-            except psutil.Error:
-                pass
-        return strays
+    def _background_pids(self) -> set:
+        return {child.pid for child in self._background()}
 
 
 def _signal_group(pgid: int, signum: int) -> None:

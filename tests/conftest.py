@@ -355,13 +355,24 @@ def processes_of_run(marker: str) -> list:
     return found
 
 
+def outcome_files(job: Job) -> set:
+    """The outcome files present, each a regular file (a directory or link there counts as wrong)."""
+    present = set()
+    for name in ("success", "failure"):
+        path = job.output_dir / name
+        if os.path.lexists(path):
+            assert path.is_file() and not path.is_symlink(), f"output/{name} is not a regular file"
+            present.add(name)
+    return present
+
+
 def check_finished_job(
     finished: FinishedJob, *, within: float, secrets=(), outcome_written: bool = True
 ) -> None:
     """The invariants of every matrix case.
 
-    - a job that failed exits non-zero, leaves ``failure`` (a first line naming a cause) and no
-      ``success``; a job that succeeded exits 0 and leaves ``success`` and no ``failure``;
+    - a job that failed exits non-zero and leaves exactly ``failure`` (a regular file whose first
+      line names a cause); a job that succeeded exits 0 and leaves exactly ``success``;
     - it ended within ``within`` seconds;
     - no secret (the fake AWS credentials every run has, plus ``secrets``) is in stdout, stderr or
       the failure file.
@@ -372,17 +383,90 @@ def check_finished_job(
         assert finished.exit_code != 0
         assert not job.succeeded
     elif finished.exit_code == 0:
-        assert job.succeeded, finished.stderr[-3000:]
-        assert job.failure is None
+        assert outcome_files(job) == {"success"}, finished.stderr[-3000:]
     else:
-        assert not job.succeeded
-        assert job.failure is not None, finished.stderr[-3000:]
+        assert outcome_files(job) == {"failure"}, finished.stderr[-3000:]
         assert finished.reason.strip(), job.failure
+    if job.output_dir.is_dir():
+        assert [name for name in os.listdir(job.output_dir) if name.startswith((".success-", ".failure-"))] == []
     assert finished.seconds < within, f"took {finished.seconds:.1f} s, bound {within} s"
     for secret in (*FAKE_SECRETS, *secrets):
         assert secret not in finished.stdout
         assert secret not in finished.stderr
         assert secret not in (job.failure or "")
+
+
+# Runs a command as a child subreaper, in a cgroup of its own where one can be made, and reports
+# on stderr whether any process it started outlived it. A process that re-forks every
+# millisecond slips through any scan of /proc (processes_of_run), never through this: every
+# orphan comes to the subreaper, which has no child left only once all are gone. Whatever is
+# left, or still runs when the time is up, is killed (the whole cgroup where there is one).
+CONTAINED = """
+import ctypes, os, signal, subprocess, sys, time
+
+def own_cgroup():
+    try:
+        relative = next(line[3:].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
+        mount = next(line.split()[4] for line in open("/proc/self/mountinfo")
+                     if " - cgroup2 " in line and line.split()[3] == "/")
+        path = os.path.join(mount, relative.lstrip("/"), f"test-contained-{os.getpid()}")
+        os.mkdir(path)
+        with open(os.path.join(path, "cgroup.procs"), "w") as stream:
+            stream.write(str(os.getpid()))
+        return path
+    except (OSError, StopIteration):
+        return None
+
+def children():
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        found += [int(pid) for pid in open(f"/proc/self/task/{task}/children").read().split()]
+    return found
+
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+cgroup = own_cgroup()
+command = subprocess.Popen(sys.argv[2:])
+try:
+    code = command.wait(float(sys.argv[1]))
+except subprocess.TimeoutExpired:
+    command.kill()
+    code = command.wait()
+deadline = time.monotonic() + 3
+left = True
+while time.monotonic() < deadline:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.01)
+    except ChildProcessError:
+        left = False
+        break
+print(f"contained: {'processes were left' if left else 'no process left'}", file=sys.stderr, flush=True)
+deadline = time.monotonic() + 30
+while left and time.monotonic() < deadline:
+    if cgroup is not None:
+        open(os.path.join(cgroup, "cgroup.kill"), "w").write("1")
+    for pid in children():
+        os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+if cgroup is not None:
+    with open(os.path.join(os.path.dirname(cgroup), "cgroup.procs"), "w") as stream:
+        stream.write(str(os.getpid()))
+    for attempt in range(100):
+        try:
+            os.rmdir(cgroup)
+            break
+        except OSError:
+            time.sleep(0.05)
+sys.exit(code)
+"""
+
+
+def contained(command, seconds: float):
+    """``command`` run by CONTAINED, which gives it ``seconds``."""
+    return [sys.executable, "-c", CONTAINED, str(seconds), *command]
 
 
 @pytest.fixture

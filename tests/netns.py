@@ -116,6 +116,12 @@ class Network:
     def kill_host(self, host: str) -> None:
         self.signal_host(host, signal.SIGKILL)
 
+    def cut(self, host: str) -> None:
+        """Cuts the host off the network, its processes alive: its bridge port goes down, so
+        nothing it sends arrives and nothing sent to it, and no connection is closed or reset."""
+        index = self.hosts.index(host) + 1
+        _ip("link", "set", f"{self.bridge}v{index}", "down")
+
     def down(self) -> None:
         for host, namespace in self.namespaces.items():
             for _ in range(50):

@@ -366,3 +366,48 @@ def test_an_archive_of_dot_extracts_into_the_code_directory(layout):
 
     assert (layout.dest / "train.py").read_bytes() == b"1"
     assert (layout.dest / "pkg" / "a.py").read_bytes() == b"2"
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("n" * 256 + ".py", "a name in its path has 259 bytes, and the file system takes at most 255 (ENAMETOOLONG)"),
+        ("pkg/" + "é" * 128, "a name in its path has 256 bytes"),  # 128 characters, 2 bytes each
+        ("/".join(["d" * 250] * 17), "its path in the code directory has"),
+    ],
+    ids=["name of 259 bytes", "name of 256 bytes in UTF-8", "path of over 4096 bytes"],
+)
+def test_a_name_the_file_system_cannot_take_fails_naming_the_member_before_anything_is_written(
+    layout, name, problem
+):
+    write_tar(layout.archive, [file("train.py"), file(name)])
+
+    with pytest.raises(ArchiveError) as raised:
+        extract(str(layout.archive), str(layout.dest))
+
+    message = str(raised.value)
+    assert message.startswith(f"archive member {name!r} cannot be extracted: ")
+    assert problem in message and message.endswith("; nothing was extracted")
+    assert "complete .tar.gz" not in message
+    assert not layout.dest.exists()
+
+
+def test_the_longest_names_the_file_system_takes_extract(layout):
+    name = "n" * 252 + ".py"
+    write_tar(layout.archive, [file(name, b"1")])
+
+    extract(str(layout.archive), str(layout.dest))
+
+    assert (layout.dest / name).read_bytes() == b"1"
+
+
+def test_a_member_that_cannot_be_written_is_named_with_the_systems_error(layout):
+    # A directory where the archive has a file: the write fails with EISDIR, not a read error.
+    layout.dest.mkdir()
+    (layout.dest / "model.bin").mkdir()
+    write_tar(layout.archive, [file("train.py"), file("model.bin", b"weights")])
+
+    with pytest.raises(ArchiveError) as raised:
+        extract(str(layout.archive), str(layout.dest))
+
+    assert str(raised.value).startswith("cannot extract archive member 'model.bin': Is a directory (EISDIR)")

@@ -89,7 +89,7 @@ def lay_out(base: str, contents: dict, make_channel_dirs: bool) -> environment.P
 def read_or_reject(contents: dict, make_channel_dirs: bool = True):
     with tempfile.TemporaryDirectory() as base:
         try:
-            return environment.read(lay_out(base, contents, make_channel_dirs), environ={})
+            return environment.read(lay_out(base, contents, make_channel_dirs))
         except ConfigurationError as error:
             assert str(error).strip(), "a rejection must say why"
             return None

@@ -1,9 +1,14 @@
 """logs: the toolkit's logger and the redaction that keeps secrets out of logs and failure files."""
 
 import io
+import json
 import logging
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from sagemaker_mxnet_container import logs
 from sagemaker_mxnet_container.environment import parse_log_level
@@ -95,10 +100,96 @@ def test_secrets_come_from_secret_named_hyperparameters():
     redact = Redactor.from_sources({}, hyperparameters)
 
     text = "sk-live-0123456789 | correct horse battery | tok_abcdefgh | 123456789 | 0.000123456"
-    assert redact(text) == "**** | **** | **** | 123456789 | 0.000123456"
+    assert redact(text) == "**** | **** | **** | **** | 0.000123456"
 
 
-@pytest.mark.parametrize("name", ["tokenizer", "tokenizer_name", "max_tokens", "TOKENIZERS_PARALLELISM"])
+SECRET = 'pa\\ss"w0rd\'s'  # a backslash and both quotes: every escaping differs from the text
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(SECRET, id="as written"),
+        # The issue's case: str(KeyError(secret)) is its repr.
+        pytest.param(str(KeyError(SECRET)), id="KeyError"),
+        pytest.param(repr({"password": SECRET}), id="repr of a dict"),
+        pytest.param(json.dumps({"password": SECRET}), id="JSON"),
+        pytest.param(json.dumps(json.dumps({"password": SECRET})), id="JSON in JSON"),
+        pytest.param(repr(repr(SECRET)), id="repr of a repr"),
+        pytest.param(repr(str(KeyError(SECRET))), id="repr of a KeyError's message"),
+        pytest.param(f"https://host/login?p={quote(SECRET, safe='')}", id="in a URL"),
+    ],
+)
+def test_every_form_a_secret_takes_in_a_message_is_masked(message):
+    redact = Redactor.from_sources({}, {"db_password": SECRET})
+
+    masked = redact(message)
+
+    assert "****" in masked
+    for form in (SECRET, repr(SECRET)[1:-1], json.dumps(SECRET)[1:-1], "w0rd"):
+        assert form not in masked
+
+
+def test_values_nested_under_a_secret_named_key_are_secret_at_any_depth():
+    hyperparameters = {
+        # The issue's case: a dict-valued hyperparameter.
+        "db_credentials": {"user": "admin-user", "password": "s3cr3t-pw", "hosts": ["db-1.internal"]},
+        "config": {"service": {"api_key": "ak-0123456789", "timeout": 30000000}},
+        "layers": [{"units": 1234567}],
+    }
+    redact = Redactor.from_sources({}, hyperparameters)
+
+    text = "admin-user s3cr3t-pw db-1.internal ak-0123456789 30000000 1234567"
+    assert redact(text) == "**** **** **** **** 30000000 1234567"
+
+
+@pytest.mark.parametrize("value", [87654321, 8765432.1, -123456789])
+@pytest.mark.parametrize("name", ["pin", "user-pin", "PIN_CODE", "passcode", "wifi_passphrase"])
+def test_numbers_under_a_secret_named_key_are_secret(name, value):
+    # The issue's case: pin: 87654321.
+    redact = Redactor.from_sources({}, {name: value})
+
+    assert redact(f"login failed with {value}") == "login failed with ****"
+
+
+def test_json_in_an_environment_variable_is_searched_for_secrets():
+    environ = {
+        "DB_CREDENTIALS": '{"user": "admin-user", "password": "env-s3cr3t"}',
+        "APP_CONFIG": '{"log": "info", "private_key": "-----BEGIN KEY-----abc"}',
+    }
+    redact = Redactor.from_sources(environ)
+
+    assert redact("admin-user env-s3cr3t -----BEGIN KEY-----abc info") == "**** **** **** info"
+
+
+# Secrets of any characters (six or more), each shown in every way a message can show it.
+FORMS = [
+    lambda secret: secret,
+    lambda secret: str(KeyError(secret)),
+    lambda secret: repr([secret]),
+    lambda secret: json.dumps({"k": secret}),
+    lambda secret: json.dumps({"k": secret}, ensure_ascii=False),
+    lambda secret: json.dumps(json.dumps(secret)),
+    lambda secret: repr(repr(secret)),
+    lambda secret: ascii(secret),
+]
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(secret=st.text(min_size=6, max_size=30), form=st.sampled_from(FORMS), around=st.text(max_size=10))
+def test_no_form_of_any_secret_survives_redaction(secret, form, around):
+    redact = Redactor.from_sources({}, {"api_token": secret})
+
+    masked = redact(around + form(secret) + around)
+
+    assert secret not in masked
+    assert repr(secret)[1:-1] not in masked
+    assert json.dumps(secret)[1:-1] not in masked
+
+
+@pytest.mark.parametrize(
+    "name", ["tokenizer", "tokenizer_name", "max_tokens", "TOKENIZERS_PARALLELISM", "spinner", "pinned_version"]
+)
 def test_names_that_merely_contain_token_are_not_secret(name):
     # Their values are model names and counts, which failure reasons must be able to show.
     redact = Redactor.from_sources({name: "bert-base-uncased"}, {name: "bert-base-uncased"})

@@ -63,7 +63,7 @@ def _name(function) -> str:
 
 def test_no_module_of_the_toolkit_runs_anything_through_a_shell():
     offenders = []
-    # Recursive: subpackages (horovod/) are the toolkit too.
+    # Recursive: subpackages (horovod/, cluster/) are the toolkit too.
     for path in sorted(PACKAGE.rglob("*.py")):
         for call in _calls(ast.parse(path.read_text(), str(path))):
             name = _name(call.func)
@@ -150,3 +150,46 @@ def test_the_user_info_of_every_url_is_masked(text, masked):
     from sagemaker_mxnet_container.logs import Redactor
 
     assert Redactor()(text) == masked
+
+
+# Secrets in the forms the masking used to miss (issue 16, item 6), through the real train.
+QUOTED = 'pa\\ss"w0rd\'x'
+NESTED = "nested-s3cr3t"
+PIN = 87654321
+SECRET_HYPERPARAMETERS = {"api_key": QUOTED, "db_credentials": {"user": "admin", "password": NESTED}, "pin": PIN}
+SHOWS_SECRETS = {
+    "script": """
+import json, sys
+hps = json.loads(os.environ["SM_HPS"])
+print("loaded", repr(hps), json.dumps(hps), file=sys.stderr)
+raise KeyError(hps["api_key"] + " " + hps["db_credentials"]["password"] + " " + str(hps["pin"]))
+""",
+    "legacy": """
+import sys
+def train(hyperparameters):
+    print("loaded", repr(hyperparameters), file=sys.stderr)
+    raise KeyError((hyperparameters["api_key"], hyperparameters["db_credentials"], hyperparameters["pin"]))
+""",
+}
+
+
+def forms_of(secret) -> set:
+    text = str(secret)
+    return {text, repr(text)[1:-1], json.dumps(text)[1:-1], repr(repr(text))[1:-1], json.dumps(json.dumps(text))[1:-1]}
+
+
+@pytest.mark.parametrize("mode", SHOWS_SECRETS)
+def test_no_form_of_a_secret_reaches_the_failure_or_trains_own_log(code_job, run_checked, mode):
+    job = code_job(SHOWS_SECRETS[mode], SECRET_HYPERPARAMETERS)
+
+    finished = run_checked(job, within=60)
+
+    assert finished.exit_code == 1
+    assert finished.reason.startswith("KeyError: "), finished.failure
+    own_log = [line for line in finished.stderr.splitlines() if " sagemaker_mxnet_container." in line]
+    assert any("Training failed: KeyError: " in line for line in own_log)
+    for secret in (QUOTED, NESTED, PIN):
+        for form in forms_of(secret):
+            assert form not in finished.failure, (form, finished.failure)
+            assert not any(form in line for line in own_log), form
+    assert "****" in finished.reason

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 from conftest import train_command
+from test_outcome import CAUGHT_THEN
 
 KILLED_BY_SIGKILL = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
 SEGFAULT = """
@@ -31,6 +32,12 @@ if os.fork() == 0:
     os.setsid()
     import time
     time.sleep(1000)
+"""
+
+SNEAKY = """
+class Sneaky(Exception):
+    def __str__(self):
+        raise SystemExit(0)
 """
 
 CASES = {
@@ -66,6 +73,24 @@ CASES = {
         "train.py was killed by SIGKILL (exit code 137); it may have run out of memory",
     ),
     "leaves processes behind and succeeds": (LEAVES_CHILDREN, 0, ""),
+    # Before: the SystemExit(0) escaped from the error record and the failed job exited 0.
+    "legacy train() raises an exception whose __str__ raises SystemExit(0)": (
+        SNEAKY + "def train():\n    raise Sneaky()\n",
+        1,
+        "Sneaky: <Sneaky whose message could not be rendered>",
+    ),
+    "script raises an exception whose __str__ raises SystemExit(0)": (
+        SNEAKY + "if __name__ == '__main__':\n    raise Sneaky()\n",
+        1,
+        "Sneaky: <exception str() failed>",
+    ),
+    # Before: the reason started with the KeyError the program had caught and logged.
+    "logs a caught exception, then dies of another": (
+        CAUGHT_THEN.format("raise RuntimeError('loss is nan')"),
+        1,
+        "RuntimeError: loss is nan",
+    ),
+    "logs a caught exception, then exits 3": (CAUGHT_THEN.format("sys.exit(3)"), 3, "train.py exited with code 3."),
     "message with undecodable bytes": (
         "def train():\n    raise ValueError(b'caf\\xe9'.decode('utf-8', 'surrogateescape'))\n",
         1,
@@ -228,3 +253,31 @@ def test_an_error_that_starts_with_a_cxx_traceback_is_recorded_with_its_check_fi
     message = error_record.read(str(path))["message"]
     assert message.splitlines()[0] == "Check failed: shape mismatch"
     assert message.splitlines()[1] == "Traceback (most recent call last):"
+
+
+@pytest.mark.parametrize(
+    "ending, exit_code",
+    [
+        ("sys.exit(Sneaky())", 1),
+        ("raise Sneaky()", 1),
+        ("sys.exit(4)", 4),
+        ("sys.exit(None)", 0),
+    ],
+)
+def test_the_ps_lite_worker_wrapper_exits_as_the_program_did_even_when_its_exception_lies(
+    tmp_path, ending, exit_code
+):
+    # ps_worker runs script-mode programs across hosts; its own handling of sys.exit(obj) printed
+    # obj, and a SystemExit(0) raised from obj.__str__ ended the failed program with 0.
+    program = tmp_path / "train.py"
+    sneaky = SNEAKY if ending.startswith("raise") else SNEAKY.replace("(Exception)", "")
+    program.write_text("import sys\n" + sneaky + ending + "\n")
+
+    run = subprocess.run(
+        [sys.executable, "-m", "sagemaker_mxnet_container.cluster.ps_worker", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert run.returncode == exit_code, run.stderr

@@ -89,6 +89,87 @@ def test_exception_lines_of_a_syntax_error_in_the_main_program():
     assert outcome.exception_lines(lines) == ["SyntaxError: expected ':'"]
 
 
+def stderr_tail_of(source: str):
+    """What the supervisor's tee keeps of the stderr of ``source`` run as a program: its exit
+    code, and the last 100 lines split at newlines only."""
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(source)], capture_output=True, timeout=20)
+    lines = run.stderr.decode().split("\n")
+    return run.returncode, [line.rstrip("\r") for line in lines if line][-100:]
+
+
+CAUGHT_THEN = """
+import logging, os, signal, sys
+try:
+    {{}}["learning_rate"]
+except KeyError:
+    logging.exception("no learning rate given; using 0.1")
+sys.stderr.write("epoch 1 [=====     ] 50%\\r")
+sys.stderr.flush()
+{}
+"""
+
+
+@pytest.mark.parametrize(
+    "ending, first_line",
+    [
+        # The issue's case: the logged KeyError came first in the reason.
+        ('raise RuntimeError("loss is nan")', "RuntimeError: loss is nan"),
+        ("sys.exit(3)", "train.py exited with code 3. Last lines of its stderr:"),
+        ("os._exit(4)", "train.py exited with code 4. Last lines of its stderr:"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "train.py was killed by SIGKILL (exit code 137)"),
+        ("os.kill(os.getpid(), signal.SIGABRT)", "train.py was killed by SIGABRT (exit code 134)"),
+    ],
+    ids=["another exception", "sys.exit(3)", "os._exit(4)", "SIGKILL", "SIGABRT"],
+)
+def test_the_cause_is_what_ended_the_program_not_an_exception_it_logged_before(ending, first_line):
+    exit_code, tail = stderr_tail_of(CAUGHT_THEN.format(ending))
+    killed = -exit_code if exit_code < 0 else None
+    result = ProcessResult(128 + killed if killed else exit_code, killed, tail)
+
+    reason = outcome.script_failure("train.py", result)
+
+    assert reason.splitlines()[0].startswith(first_line), reason
+    assert "KeyError" not in reason.splitlines()[0]
+
+
+def test_a_program_ended_from_outside_while_it_shut_down_after_its_exception_failed_of_that_exception():
+    # A Horovod rank raises, prints its traceback, and waits at exit for the other ranks until
+    # the supervisor's fail-fast ends it with SIGTERM.
+    _, tail = stderr_tail_of('raise RuntimeError("rank 3 cannot go on: disk full")')
+
+    reason = outcome.script_failure("train.py", ProcessResult(143, signal.SIGTERM, tail))
+
+    assert reason.startswith("RuntimeError: rank 3 cannot go on: disk full\ntrain.py was killed by SIGTERM")
+
+
+def test_a_traceback_longer_than_the_tail_still_names_its_exception():
+    # Two functions calling each other: no "[Previous line repeated]" folding, 200 frame lines.
+    exit_code, tail = stderr_tail_of(
+        """
+        def ping(n):
+            return pong(n - 1)
+        def pong(n):
+            if n == 0:
+                raise MemoryError("batch of 4096 does not fit")
+            return ping(n)
+        ping(100)
+        """
+    )
+    assert exit_code == 1 and not any("Traceback" in line for line in tail)
+
+    reason = outcome.script_failure("train.py", ProcessResult(1, None, tail))
+
+    assert reason.startswith("MemoryError: batch of 4096 does not fit\ntrain.py exited with code 1.")
+
+
+def test_the_stderr_shown_is_what_a_terminal_shows_of_progress_bars():
+    tail = ["epoch 1 [=   ]\repoch 1 [==  ]\repoch 1 [====] done", "saved"]
+
+    reason = outcome.script_failure("train.py", ProcessResult(2, None, tail))
+
+    assert reason.endswith("Last lines of its stderr:\nepoch 1 [====] done\nsaved")
+
+
 def test_exception_lines_without_a_traceback_are_empty():
     assert outcome.exception_lines(["epoch 1: loss 0.52", "  File saved", "error: loss diverged"]) == []
     assert outcome.exception_lines([]) == []
@@ -190,11 +271,11 @@ def test_record_failure_keeps_the_users_failure_first(paths):
     assert read_failure(paths) == "Accuracy 0.41 is below 0.90\n\ntrain.py exited with code 1.\n"
 
 
-def test_a_blank_user_failure_is_not_kept(paths):
+def test_a_blank_user_failure_is_named_as_blank_and_replaced(paths):
     os.makedirs(paths.output_dir)
     with open(os.path.join(paths.output_dir, "failure"), "w") as stream:
         stream.write("\n  \n")
-    assert outcome.user_failure(paths) is None
+    assert outcome.left_failure(paths) == outcome.LeftFailure("", "is blank")
     outcome.record_failure(paths, "train.py exited with code 1.")
     assert read_failure(paths) == "train.py exited with code 1.\n"
 
@@ -212,11 +293,92 @@ def test_a_huge_user_failure_is_cut_so_that_our_reason_still_fits(paths):
 
 def test_record_success_and_clear(paths):
     outcome.record_success(paths)
-    outcome.record_failure(paths, "stale")
-    assert sorted(os.listdir(paths.output_dir)) == ["failure", "success"]
+    assert os.listdir(paths.output_dir) == ["success"]
     outcome.clear(paths)
     assert os.listdir(paths.output_dir) == []
     outcome.clear(paths)
+
+
+# Whatever the user's code left at output/success and output/failure, the job ends with exactly
+# one of them, a regular file, and never writes through a link.
+
+LEFT = {
+    "absent": lambda path, outside: None,
+    "empty file": lambda path, outside: path.write_text(""),
+    "blank file": lambda path, outside: path.write_text(" \n\t\n"),
+    "text file": lambda path, outside: path.write_text("accuracy 0.41 is below 0.90\n"),
+    "directory": lambda path, outside: (path.mkdir(), (path / "inside").write_text("x")),
+    "link to a file outside": lambda path, outside: path.symlink_to(outside),
+    "dangling link": lambda path, outside: path.symlink_to(path.parent / "nowhere"),
+    "FIFO": lambda path, outside: os.mkfifo(path),
+    "socket": lambda path, outside: bind_socket(path),
+}
+PROBLEMS = {
+    "empty file": "is blank",
+    "blank file": "is blank",
+    "directory": "is a directory",
+    "link to a file outside": "is a symbolic link (not followed)",
+    "dangling link": "is a symbolic link (not followed)",
+    "FIFO": "is a FIFO (named pipe)",
+    "socket": "is a socket",
+}
+SOCKETS = []
+
+
+def bind_socket(path):
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    SOCKETS.append(sock)
+
+
+def finish_like_train(paths: Paths, failed: bool) -> int:
+    """What train does once the user's code has ended: exit 0 checks what it left."""
+    left = outcome.left_failure(paths)
+    if not failed and left is None:
+        try:
+            outcome.record_success(paths)
+            return 0
+        except Exception as error:
+            outcome.record_failure(paths, str(error))
+            return 1
+    reason = outcome.left_failure_reason(paths, "train.py", left) if not failed else "train.py exited with code 1."
+    outcome.record_failure(paths, reason)
+    return 1
+
+
+@pytest.mark.parametrize("failed", [False, True], ids=["exit 0", "exit 1"])
+@pytest.mark.parametrize("at_failure", LEFT, ids=[f"failure {name}" for name in LEFT])
+@pytest.mark.parametrize("at_success", LEFT, ids=[f"success {name}" for name in LEFT])
+def test_every_combination_of_outcome_files_ends_with_exactly_one(tmp_path, paths, at_success, at_failure, failed):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the job's")
+    os.makedirs(paths.output_dir)
+    LEFT[at_success](tmp_path / "opt" / "ml" / "output" / "success", outside)
+    LEFT[at_failure](tmp_path / "opt" / "ml" / "output" / "failure", outside)
+
+    exit_code = finish_like_train(paths, failed)
+
+    written = sorted(os.listdir(paths.output_dir))
+    expected = "failure" if failed or at_failure != "absent" else "success"
+    assert written == [expected]
+    assert os.path.isfile(os.path.join(paths.output_dir, expected))
+    assert not os.path.islink(os.path.join(paths.output_dir, expected))
+    assert exit_code == (0 if expected == "success" else 1)
+    assert outside.read_text() == "not the job's"
+    if expected == "failure":
+        failure = read_failure(paths)
+        assert failure.strip()
+        if at_failure == "text file":
+            assert failure.startswith("accuracy 0.41 is below 0.90\n\n")
+        elif not failed and at_failure != "absent":
+            assert failure == f"train.py exited with code 0 but {paths.output_dir}/failure {PROBLEMS[at_failure]}, " \
+                "so the job counts as failed\n"
+        assert "not the job's" not in failure
+    for sock in SOCKETS:
+        sock.close()
+    SOCKETS.clear()
 
 
 # error_record: how a child process hands its exception to the supervisor

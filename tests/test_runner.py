@@ -11,8 +11,9 @@ import time
 
 import psutil
 import pytest
-from conftest import alive, train_command, train_environ
+from conftest import alive, contained, train_command, train_environ
 
+from sagemaker_mxnet_container.leftovers import own_cgroup_directory
 from sagemaker_mxnet_container.runner import exit_code_of
 
 # Generous: these only prove that nothing hangs.
@@ -282,3 +283,84 @@ def test_orphans_are_adopted_and_reaped_while_the_program_runs(code_job):
         (code_job.markers / "go").touch()
     assert finish(train) == 0
     assert job.succeeded
+
+
+# A process that escapes (issue 16, item 7): it ignores SIGTERM and re-forks into a new session
+# every millisecond, so any list of processes is out of date before it is signalled.
+
+REFORKS = """
+import signal, sys, time
+
+def escape():
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    open(os.path.join(MARKERS, "escaping"), "w").close()
+    while True:
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(0.001)
+            continue
+        os._exit(0)
+
+if os.fork() == 0:
+    escape()
+while not os.path.exists(os.path.join(MARKERS, "escaping")):
+    time.sleep(0.01)
+time.sleep(0.5)
+"""
+
+
+def cgroups_can_be_made_here() -> bool:
+    """Whether this machine lets train make the cgroups (root, a writable cgroup v2 with cgroup.kill)."""
+    from sagemaker_mxnet_container import leftovers
+
+    cgroups = leftovers.Cgroups.make()
+    if cgroups is None:
+        return False
+    cgroups.close()
+    return True
+
+
+@pytest.mark.parametrize("cgroup", ["auto", "off"])
+def test_a_process_that_re_forks_into_new_sessions_is_ended_completely_and_in_bounded_time(
+    code_job, run_checked, cgroup
+):
+    job = code_job(REFORKS)
+
+    finished = run_checked(
+        job,
+        {"SAGEMAKER_MXNET_CGROUP": cgroup},
+        within=30,
+        command=contained(train_command(), seconds=30),
+        allowed_outside=[code_job.markers],
+    )
+
+    # Before: train waited 11 s or more, and the process outlived it.
+    assert "contained: no process left" in finished.stderr
+    assert finished.exit_code == 0, finished.failure
+    assert (code_job.markers / "escaping").exists()
+    assert "Ending processes the user's code left running" in finished.stderr
+    # The cgroups train made for the job are gone with it.
+    own = own_cgroup_directory()
+    if own is not None and os.path.isdir(own):
+        assert [name for name in os.listdir(own) if name.startswith("sagemaker-train-")] == []
+
+
+REPORTS_ITS_CGROUP = """
+with open(os.path.join(MARKERS, "cgroup"), "w") as stream:
+    stream.write(open("/proc/self/cgroup").read())
+"""
+
+
+def test_each_child_runs_in_a_cgroup_of_its_own_where_one_can_be_made(code_job, run_checked):
+    job = code_job(REPORTS_ITS_CGROUP)
+    available = cgroups_can_be_made_here()
+
+    finished = run_checked(job, allowed_outside=[code_job.markers])
+
+    assert finished.exit_code == 0, finished.failure
+    unified = next(line for line in (code_job.markers / "cgroup").read_text().splitlines() if line.startswith("0::"))
+    if available:
+        assert "/sagemaker-train-" in unified and unified.rstrip().split("/")[-1].startswith("child-"), unified
+    else:
+        assert "/sagemaker-train-" not in unified

@@ -23,14 +23,13 @@ import tempfile
 from dataclasses import replace
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from sagemaker_mxnet_container import cluster, distributed, outcome
+from sagemaker_mxnet_container import cluster, outcome
 from sagemaker_mxnet_container.horovod import gloo, mpi
 from sagemaker_mxnet_container.horovod.settings import GLOO, HorovodSettings
 from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
 
 logger = logging.getLogger(__name__)
 
-SSH_DIR_VARIABLE = "SAGEMAKER_MXNET_SSH_DIR"
 # Once every host has reached the start line, the rendezvous server or sshd is already running;
 # this only covers the network between the hosts.
 CONNECT_SECONDS = 120.0
@@ -113,7 +112,7 @@ class Launcher:
             interface=self.env.network_interface_name,
             custom_options=self.settings.custom_mpi_options,
             ssh_port=self.settings.ssh_port,
-            ssh_key=mpi.ensure_client_key(ssh_dir()) if others else "",
+            ssh_key=mpi.ensure_client_key(self.job.settings.client_ssh_dir) if others else "",
             as_root=as_root,
         )
         logger.info("Starting %d Horovod rank(s) with mpirun", len(hosts) * self.settings.processes_per_host)
@@ -156,18 +155,13 @@ def failing_rank_lines(tail: List[str]) -> Tuple[Optional[int], List[str]]:
     return rank, by_rank[rank]
 
 
-def ssh_dir() -> str:
-    """Where the client key lives: the image's ~/.ssh unless SAGEMAKER_MXNET_SSH_DIR says otherwise."""
-    return os.environ.get(SSH_DIR_VARIABLE) or os.path.expanduser("~/.ssh")
-
-
 @contextlib.contextmanager
 def launch(
     job, supervisor: Supervisor, settings: HorovodSettings, base_env: Mapping[str, str], code_dir: str
 ) -> Iterator[Launcher]:
     """Starts what this host serves the job with (the rendezvous server, or sshd) for the block."""
     env = job.env
-    watch = distributed.ServiceWatch(job, supervisor)
+    watch = cluster.ServiceWatch(job, supervisor)
     supervisor.on_background_exit = watch
     scratch = None
     try:
@@ -184,7 +178,7 @@ def launch(
             supervisor.start_background(Command(argv, dict(base_env), code_dir, "Horovod rendezvous server"))
         elif settings.launcher != GLOO and not env.is_first_host:
             scratch = tempfile.mkdtemp(prefix="sagemaker-sshd-")
-            key = mpi.ensure_client_key(ssh_dir())
+            key = mpi.ensure_client_key(job.settings.client_ssh_dir)
             config = mpi.prepare_sshd(scratch, [mpi.public_key(key)], port=settings.ssh_port)
             supervisor.start_background(Command(mpi.sshd_command(config), dict(base_env), None, "sshd"))
         yield Launcher(job, supervisor, settings, base_env, code_dir)

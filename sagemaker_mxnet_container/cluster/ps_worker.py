@@ -6,7 +6,7 @@ raised, or called ``sys.exit(1)``, would wait there forever instead of exiting. 
 runs the program as ``__main__``, exactly as ``python`` would, and on a failure prints the
 traceback and leaves at once, skipping the barrier; a successful program exits normally.
 
-Usage: ``python -m sagemaker_mxnet_container.ps_worker PATH ARGS...`` or ``... -m MODULE ARGS...``.
+Usage: ``python -m sagemaker_mxnet_container.cluster.ps_worker PATH ARGS...`` or ``... -m MODULE ARGS...``.
 """
 
 import os
@@ -29,7 +29,11 @@ def _exit_code(error: SystemExit) -> int:
         return 0
     if isinstance(error.code, int):
         return error.code & 0xFF
-    print(error.code, file=sys.stderr)
+    try:
+        print(error.code, file=sys.stderr)
+    except BaseException:
+        # sys.exit(obj) whose __str__ raises (SystemExit(0) included) still failed.
+        print("<the program's exit message could not be rendered>", file=sys.stderr)
     return 1
 
 

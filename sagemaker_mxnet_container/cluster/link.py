@@ -1,8 +1,8 @@
-"""The hosts of a multi-host job find each other, watch each other, and end together.
+"""The liveness link: the hosts' supervisors watch each other, and the job ends together.
 
 ps-lite has no failure handling: when a host dies, the others block in a barrier forever. So the
 supervisors keep a link of their own. The first host's supervisor listens; every other host's
-connects to it, and each side sends a heartbeat every few seconds. A closed connection (the host's
+connects to it, and each side sends a heartbeat every second. A closed connection (the host's
 processes died) or a silence longer than the heartbeat timeout (the host hung, or its network
 went) ends the job on every host, and so does a failure that one host reports. At the end, every
 host waits until all the others have finished, because their workers may still need its server.
@@ -14,74 +14,21 @@ Messages are JSON objects, one per line: ``hello`` (host, hosts), ``beat``, ``ar
 
 import json
 import logging
+import select
 import socket
 import threading
 import time
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
-from retrying import RetryError, retry
-
 from sagemaker_mxnet_container.errors import Aborted, ClusterError
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_INTERVAL_SECONDS = 2.0
+# Ten beats in the default timeout (settings: 10 s): a few late or lost ones are no loss.
+HEARTBEAT_INTERVAL_SECONDS = 1.0
 _MAX_MESSAGE_BYTES = 65536
 _MAX_REASON_CHARS = 2000
 _POLL_SECONDS = 0.2
-
-
-def resolve_hosts(hosts: Sequence[str], wait_seconds: float, overrides: Mapping[str, str]) -> Dict[str, str]:
-    """Each host's IPv4 address, retrying names that do not resolve yet for up to ``wait_seconds`` in all."""
-    deadline = time.monotonic() + wait_seconds
-    addresses = {}
-    for host in hosts:
-        if host in overrides:
-            addresses[host] = overrides[host]
-            continue
-        last_error = []
-
-        def lookup(name=host, errors=last_error):
-            try:
-                return socket.gethostbyname(name)
-            except OSError as error:
-                errors[:] = [error]
-                logger.info("Host %s does not resolve yet (%s); retrying", name, error)
-                return None
-
-        remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-        try:
-            addresses[host] = retry(
-                retry_on_result=lambda address: address is None,
-                wait_exponential_multiplier=100,
-                wait_exponential_max=5000,
-                stop_max_delay=remaining_ms,
-            )(lookup)()
-        except RetryError:
-            cause = last_error[0] if last_error else "no answer"
-            raise ClusterError(
-                f"Host {host} did not resolve within {wait_seconds:.0f} s ({cause}). "
-                "Check that every host of the job is up and on the same network; "
-                "SAGEMAKER_MXNET_HOST_WAIT_SECONDS sets how long to wait."
-            ) from None
-    return addresses
-
-
-def check_port_free(port: int, host: str, service: str, hyperparameter: str) -> None:
-    """Raises ClusterError naming the port and the setting that moves it when the port is taken.
-
-    Checked before a service starts, because the services themselves fail without naming the cause
-    (ps-lite's scheduler aborts with a bare "bind failed"), or clients reach whatever else listens.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as error:
-            raise ClusterError(
-                f"Port {port} on {host} is in use ({error.strerror}), so {service} cannot start. "
-                f"Choose a free port with the hyperparameter {hyperparameter}."
-            ) from None
 
 
 class _Connection:
@@ -93,6 +40,15 @@ class _Connection:
         self.last_heard = time.monotonic()
         self._reader = sock.makefile("rb")
         self._send_lock = threading.Lock()
+
+    def has_unread_data(self) -> bool:
+        """Something has arrived that the reading thread has not read yet: the peer is not
+        silent, this host was slow (a starved thread, a paused machine)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def send(self, **message) -> bool:
         data = (json.dumps(message) + "\n").encode()
@@ -309,7 +265,7 @@ class Link:
             now = time.monotonic()
             for connection in peers:
                 silent = now - connection.last_heard
-                if silent > self._heartbeat_timeout:
+                if silent > self._heartbeat_timeout and not connection.has_unread_data():
                     self._lost(connection.host, f"nothing was heard from it for {silent:.0f} s (the host hung, "
                                "or the network between the hosts failed)")
                     connection.close()
