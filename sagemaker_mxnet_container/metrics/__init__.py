@@ -9,3 +9,7 @@ recorded with the job's output.
 - ``plot``: ``training-curves.png``, drawn by matplotlib in a child process so the supervisor never
   imports it.
 """
+
+from sagemaker_mxnet_container.metrics.recording import Recording
+
+__all__ = ["Recording"]

@@ -9,6 +9,7 @@ panels' titles, in order.
 
 import json
 import math
+import signal
 import sys
 from typing import Dict, List, Tuple
 
@@ -19,6 +20,7 @@ PANEL_WIDTH_INCHES = 6.0
 PANEL_HEIGHT_INCHES = 3.6
 DPI = 100
 MAX_COLUMNS = 2
+MAX_SECONDS = 60
 EPOCHS = "epochs completed"
 _SERIES_ORDER = {"train": 0, "validation": 1, "test": 2, "": 3}
 
@@ -112,7 +114,7 @@ def draw(rows: List[Row], path: str) -> List[str]:
         for text in legend.get_texts():
             text.set_parse_math(False)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI, metadata={"Title": "Training curves", "Panels": json.dumps(titles)})
+    figure.savefig(path, format="png", dpi=DPI, metadata={"Title": "Training curves", "Panels": json.dumps(titles)})
     pyplot.close(figure)
     return titles
 
@@ -120,6 +122,8 @@ def draw(rows: List[Row], path: str) -> List[str]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     csv_path, png_path = argv
+    # The job waits for this drawing before it ends: a plot that hangs must not hold it.
+    signal.alarm(MAX_SECONDS)
     rows = read_csv(csv_path)
     if not rows:
         return 0
