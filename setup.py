@@ -11,6 +11,8 @@ setup(
     packages=find_packages(include=["sagemaker_mxnet_container", "sagemaker_mxnet_container.*"]),
     install_requires=[
         "boto3>=1.28",
+        # Draws output/data/training-curves.png, in a child process after the user's code ends.
+        "matplotlib>=3.7",
         "numpy<1.24",
         "psutil>=5.9",
         "retrying>=1.3.4",

@@ -20,6 +20,7 @@ from sagemaker_mxnet_container import (
     environment,
     error_record,
     logs,
+    metrics,
     mxnet_settings,
     outcome,
     program,
@@ -88,8 +89,9 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster
         child_env["PS_VERBOSE"] = env.cluster.parameter_server_verbose
     name = os.path.basename(user_program.path)
 
+    recording = metrics.Recording(paths.output_data_dir, paths.output_dir)
     if horovod is not None:
-        _run_horovod(env, job, supervisor, horovod, user_program, child_env, code_dir, found.num_cpus)
+        _run_horovod(env, job, supervisor, horovod, user_program, child_env, code_dir, found.num_cpus, recording)
         return
     servers = (
         cluster.parameter_server(job, supervisor, child_env, code_dir)
@@ -99,14 +101,15 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster
     with servers as worker_variables:
         child_env.update(worker_variables)
         if user_program.mode == program.LEGACY:
-            result, reason = _run_legacy(supervisor, user_program, child_env, code_dir)
+            result, reason = _run_legacy(supervisor, user_program, child_env, code_dir, recording.collector)
         else:
             arguments = sm_variables.user_arguments(env.hyperparameters)
             command = program.script_command(user_program, code_dir, arguments)
             if parameter_server:
                 command = program.as_ps_worker(command)
-            result = supervisor.run(command, env=child_env, cwd=code_dir)
+            result = supervisor.run(command, env=child_env, cwd=code_dir, observer=recording.collector)
             reason = outcome.script_failure(name, result) if result.exit_code else None
+        recording.finish(supervisor)
         _check_outcome(paths, supervisor, name, result, reason)
         job.finish(supervisor)
 
@@ -142,6 +145,7 @@ def _run_horovod(
     child_env: dict,
     code_dir: str,
     num_cpus: int,
+    recording: metrics.Recording,
 ) -> None:
     """Runs the user's program as this host's Horovod ranks, until every host has finished."""
     if user_program.mode == program.LEGACY:
@@ -153,8 +157,9 @@ def _run_horovod(
     name = os.path.basename(user_program.path)
     command = program.script_command(user_program, code_dir, sm_variables.user_arguments(env.hyperparameters))
     with horovod_launch.launch(job, supervisor, horovod, child_env, code_dir) as launcher:
-        result, reason = launcher.run(command, name, num_cpus)
+        result, reason = launcher.run(command, name, num_cpus, recording.collector)
         if result is not None:
+            recording.finish(supervisor)
             _check_outcome(env.paths, supervisor, name, result, reason)
         job.finish(supervisor)
 
@@ -176,12 +181,14 @@ def _check_outcome(paths: environment.Paths, supervisor: Supervisor, name: str, 
         raise UserCodeError(outcome.left_failure_reason(paths, name, left), 1)
 
 
-def _run_legacy(supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str):
+def _run_legacy(
+    supervisor: Supervisor, user_program: program.Program, child_env: dict, code_dir: str, observer
+):
     """Runs the legacy runner in a child; returns its result and, if it failed, the reason."""
     with tempfile.TemporaryDirectory(prefix="mxnet-legacy-") as scratch:
         record_path = os.path.join(scratch, "error.json")
         child_env = {**child_env, error_record.FILE_VARIABLE: record_path}
-        result = supervisor.run(program.legacy_command(user_program), env=child_env, cwd=code_dir)
+        result = supervisor.run(program.legacy_command(user_program), env=child_env, cwd=code_dir, observer=observer)
         record = error_record.read(record_path) if result.exit_code else None
     name = os.path.basename(user_program.path)
     return result, (outcome.legacy_failure(name, result, record) if result.exit_code else None)

@@ -20,6 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from sagemaker_mxnet_container import settings
 from sagemaker_mxnet_container.environment import BASE_DIR_VARIABLE
+from sagemaker_mxnet_container.metrics.report import CSV_NAME, PNG_NAME
 
 LOOPBACK = "127.0.0.1"
 
@@ -212,6 +213,10 @@ def main(argv=None) -> int:
     for host, code in sorted(codes.items()):
         print(f"{host}: {'succeeded' if code == 0 else f'failed with exit code {code}'}{_failure_line(bases[host])}")
     print("Model and output of", hosts[0] + ":", " ".join(archives))
+    data = os.path.join(bases[hosts[0]], "output", "data")
+    recorded = [os.path.join(data, name) for name in (PNG_NAME, CSV_NAME) if os.path.isfile(os.path.join(data, name))]
+    if recorded:
+        print(f"Training curves and metrics of {hosts[0]}:", " ".join(recorded))
     failed = [code for code in codes.values() if code != 0]
     return failed[0] if failed else 0
 

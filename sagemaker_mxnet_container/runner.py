@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence
 
 from sagemaker_mxnet_container import leftovers
 from sagemaker_mxnet_container.errors import Aborted, StartError, Stopped
@@ -50,12 +50,26 @@ class ProcessResult:
     """``time.monotonic()`` when the child was reaped, to tell which of several failed first."""
 
 
+class ObserverStream(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Observer(Protocol):
+    """Sees what a child writes to stdout and stderr (``metrics.Collector`` is one)."""
+
+    def stream(self) -> ObserverStream: ...
+
+
 @dataclass(frozen=True)
 class Command:
     argv: Sequence[str]
     env: Mapping[str, str]
     cwd: Optional[str] = None
     name: str = ""
+    observer: Optional[Observer] = None
+    """Given one, the child's stdout is copied through ``train`` too, and both streams are shown to it."""
 
 
 def exit_code_of(status: int) -> int:
@@ -63,18 +77,22 @@ def exit_code_of(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-class _StderrTee:
-    """Copies a child's stderr to ours as it comes and keeps the last lines for the failure file.
+class _Tee:
+    """Copies one of a child's output streams to ours as it comes.
 
-    Reading never stops while the child runs, so a child that floods stderr neither blocks on a
-    full pipe nor grows this process's memory.
+    Reading never stops while the child runs, so a child that floods its output neither blocks on
+    a full pipe nor grows this process's memory. For stderr it keeps the last lines, for the
+    failure file; an observer's stream (the job's metrics) sees every chunk as it passes.
     """
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, target: int, keep_tail: bool, observer: Optional["ObserverStream"] = None):
         self._fd = fd
+        self._target = target
+        self._keep_tail = keep_tail
+        self._observer = observer
         self._lines = collections.deque(maxlen=TAIL_LINES)
         self._partial = b""
-        self._thread = threading.Thread(target=self._pump, name="stderr-tee", daemon=True)
+        self._thread = threading.Thread(target=self._pump, name=f"tee-{target}", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
@@ -85,17 +103,25 @@ class _StderrTee:
                 break
             if not chunk:
                 break
-            _write_all(2, chunk)
-            self._keep(chunk)
+            _write_all(self._target, chunk)
+            if self._keep_tail:
+                self._keep(chunk)
+            if self._observer is not None:
+                self._observer.feed(chunk)
         os.close(self._fd)
+        if self._observer is not None:
+            self._observer.close()
 
     def _keep(self, chunk: bytes) -> None:
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()[:_TAIL_LINE_BYTES]
         self._lines.extend(line[:_TAIL_LINE_BYTES] for line in lines)
 
-    def tail(self, timeout: float) -> List[str]:
+    def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    def tail(self, timeout: float) -> List[str]:
+        self.join(timeout)
         lines = list(self._lines) + ([self._partial] if self._partial else [])
         return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
@@ -105,7 +131,8 @@ class _Child:
         self,
         command: Command,
         popen: subprocess.Popen,
-        tee: _StderrTee,
+        tee: _Tee,
+        stdout_tee: Optional[_Tee],
         background: bool,
         cgroup: Optional[leftovers.Cgroup],
     ):
@@ -113,6 +140,7 @@ class _Child:
         self.pid = popen.pid
         self.popen = popen
         self.tee = tee
+        self.stdout_tee = stdout_tee
         self.background = background
         self.cgroup = cgroup
         self.status: Optional[int] = None
@@ -121,6 +149,9 @@ class _Child:
 
     def result(self) -> ProcessResult:
         killed_by = -os.waitstatus_to_exitcode(self.status) if os.WIFSIGNALED(self.status) else None
+        if self.stdout_tee is not None:
+            # Its observer must have seen the last lines before the caller reads what it found.
+            self.stdout_tee.join(timeout=5.0)
         return ProcessResult(
             exit_code_of(self.status),
             killed_by,
@@ -267,6 +298,7 @@ class Supervisor:
                     env=dict(command.env),
                     cwd=command.cwd,
                     stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if command.observer is not None else None,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                 )
@@ -277,11 +309,17 @@ class Supervisor:
                 f"cannot start {command.argv[0]}: {error.strerror or error} (check that it exists, is executable, "
                 "and that its #! line names an interpreter present in the image)"
             ) from None
-        # The pipe's reader is ours from here on; Popen must not close it.
-        tee = _StderrTee(os.dup(popen.stderr.fileno()))
+        # The pipes' readers are ours from here on; Popen must not close them.
+        observer = command.observer
+        tee = _Tee(os.dup(popen.stderr.fileno()), 2, True, observer.stream() if observer else None)
         popen.stderr.close()
         popen.stderr = None
-        child = _Child(command, popen, tee, background, cgroup)
+        stdout_tee = None
+        if observer is not None:
+            stdout_tee = _Tee(os.dup(popen.stdout.fileno()), 1, False, observer.stream())
+            popen.stdout.close()
+            popen.stdout = None
+        child = _Child(command, popen, tee, stdout_tee, background, cgroup)
         with self._lock:
             self._live[child.pid] = child
         return child
@@ -295,9 +333,16 @@ class Supervisor:
         self._check_can_start()
         self._start(command, background=True)
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Optional[str] = None) -> ProcessResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Optional[str] = None,
+        observer: Optional[Observer] = None,
+    ) -> ProcessResult:
         """Runs one child to completion, then ends anything it left behind."""
-        return self.run_all([Command(argv, env, cwd)])[0]
+        return self.run_all([Command(argv, env, cwd, observer=observer)])[0]
 
     def run_all(self, commands: Sequence[Command]) -> List[ProcessResult]:
         """Runs the commands side by side until all have exited, then ends what they left behind.

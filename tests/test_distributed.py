@@ -344,7 +344,11 @@ def test_train_local_runs_a_two_host_job_on_loopback_and_leaves_the_sdk_archives
         assert sorted(archive.getnames()) == ["model-0000.params", "model-shapes.json", "model-symbol.json"]
         archive.extractall(model)
     with tarfile.open(job_dir / "output.tar.gz") as archive:
-        assert "success" in archive.getnames()
+        assert {"success", "data/metrics.csv", "data/training-curves.png"} <= set(archive.getnames())
+    curves = job_dir / "algo-1" / "output" / "data" / "training-curves.png"
+    assert f"Training curves and metrics of algo-1: {curves} " in run.stdout
+    # Each host records its own.
+    assert (job_dir / "algo-2" / "output" / "data" / "training-curves.png").is_file()
     assert evaluate.accuracy(str(model), str(MNIST_SUBSET / "test")) >= 0.95
 
 

@@ -126,6 +126,9 @@ def train(args):
             trainer.step(args.batch_size)
             metric.update([label], [output])
         logging.info("rank %d epoch %d training accuracy %.4f", rank, epoch, metric.get()[1])
+        if rank == 0:
+            # The form train reads into output/data/metrics.csv and the training curves.
+            print(f"[metrics] epoch={epoch} train-accuracy={metric.get()[1]:.4f}", flush=True)
 
     accuracy = evaluate(net, test_images, test_labels, args.batch_size, context)
     digest = weights_digest(net)

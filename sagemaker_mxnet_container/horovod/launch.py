@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from sagemaker_mxnet_container import cluster, outcome
 from sagemaker_mxnet_container.horovod import gloo, mpi
 from sagemaker_mxnet_container.horovod.settings import GLOO, HorovodSettings
-from sagemaker_mxnet_container.runner import Command, ProcessResult, Supervisor
+from sagemaker_mxnet_container.runner import Command, Observer, ProcessResult, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +49,23 @@ class Launcher:
     def _address(self, host: str) -> str:
         return self.job.addresses.get(host, "127.0.0.1") if len(self.env.hosts) > 1 else "127.0.0.1"
 
-    def run(self, command: Sequence[str], name: str, num_cpus: int) -> Tuple[Optional[ProcessResult], Optional[str]]:
+    def run(
+        self, command: Sequence[str], name: str, num_cpus: int, observer: Optional[Observer] = None
+    ) -> Tuple[Optional[ProcessResult], Optional[str]]:
         """Runs this host's ranks to the end: (result, failure reason or None); (None, None) where
-        this host runs none itself (MPI, not the first host: the first host's mpirun starts them)."""
+        this host runs none itself (MPI, not the first host: the first host's mpirun starts them).
+
+        ``observer`` sees the output of this host's first rank (with mpirun, of every rank: all
+        reach the first host through mpirun)."""
         if self.job.link is not None:
             # Every host has started what it serves the others with (rendezvous server, sshd)
             # before any rank starts. The link ends this wait if a host is lost or fails.
             self.job.link.barrier("horovod", poll=self.supervisor.poll)
         if self.settings.launcher == GLOO:
-            return self._run_gloo(command, name, num_cpus)
+            return self._run_gloo(command, name, num_cpus, observer)
         if not self.env.is_first_host:
             return None, None
-        return self._run_mpirun(command, name, num_cpus)
+        return self._run_mpirun(command, name, num_cpus, observer)
 
     def _worker_env(self, num_cpus: int) -> dict:
         # The -x NAME=VALUE of sagemaker_mpi_custom_mpi_options (mpirun also gets them as options).
@@ -69,7 +74,7 @@ class Launcher:
             env["OMP_NUM_THREADS"] = str(gloo.threads_per_worker(num_cpus, self.settings.processes_per_host))
         return env
 
-    def _run_gloo(self, command, name, num_cpus):
+    def _run_gloo(self, command, name, num_cpus, observer):
         hosts = self.env.hosts
         rendezvous = (self._address(hosts[0]), self.settings.rendezvous_port)
         gloo.wait_for_rendezvous(*rendezvous, timeout=CONNECT_SECONDS)
@@ -84,7 +89,14 @@ class Launcher:
             self._worker_env(num_cpus),
         )
         commands = [
-            Command(argv, env, self.code_dir, f"Horovod rank {env['HOROVOD_RANK']} on {self.env.current_host}")
+            Command(
+                argv,
+                env,
+                self.code_dir,
+                f"Horovod rank {env['HOROVOD_RANK']} on {self.env.current_host}",
+                # Every rank prints the same lines; one rank's are this host's metrics.
+                observer if env["HOROVOD_LOCAL_RANK"] == "0" else None,
+            )
             for argv, env in workers
         ]
         logger.info("Starting %d Horovod rank(s) over Gloo, rendezvous at %s:%d", len(commands), *rendezvous)
@@ -97,7 +109,7 @@ class Launcher:
         result, command = min(failed, key=lambda pair: (is_consequence(pair[0].stderr_tail), pair[0].ended_at))
         return result, outcome.script_failure(f"{name} ({command.name})", result)
 
-    def _run_mpirun(self, command, name, num_cpus):
+    def _run_mpirun(self, command, name, num_cpus, observer):
         hosts = self.env.hosts
         others = [self._address(host) for host in hosts[1:]]
         if others:
@@ -116,7 +128,9 @@ class Launcher:
             as_root=as_root,
         )
         logger.info("Starting %d Horovod rank(s) with mpirun", len(hosts) * self.settings.processes_per_host)
-        result = self.supervisor.run(argv, env=mpi.mpirun_environment(env, as_root), cwd=self.code_dir)
+        result = self.supervisor.run(
+            argv, env=mpi.mpirun_environment(env, as_root), cwd=self.code_dir, observer=observer
+        )
         if not result.exit_code:
             return result, None
         rank, lines = failing_rank_lines(result.stderr_tail)

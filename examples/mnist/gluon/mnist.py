@@ -108,6 +108,8 @@ def train(
 
     for epoch in range(epochs):
         batches = mx.io.NDArrayIter(train_images, train_labels, batch_size, shuffle=True)
+        # Summed on the device; read once per epoch, so that no batch waits for the host.
+        loss_sum, seen = mx.nd.zeros((1,), ctx=context), 0
         for batch in batches:
             data = batch.data[0].as_in_context(context)
             label = batch.label[0].as_in_context(context)
@@ -115,9 +117,12 @@ def train(
                 batch_loss = loss(net(data), label)
             batch_loss.backward()
             trainer.step(data.shape[0])
-        logging.info(
-            "Epoch[%d] Validation-accuracy=%f",
-            epoch,
-            accuracy(net, test_images, test_labels, context, batch_size),
+            loss_sum += batch_loss.sum()
+            seen += data.shape[0]
+        validation = accuracy(net, test_images, test_labels, context, batch_size)
+        # One line per epoch in the form train reads into output/data/metrics.csv and the curves.
+        print(
+            f"[metrics] epoch={epoch} train-loss={loss_sum.asscalar() / seen:.4f} validation-accuracy={validation:.4f}",
+            flush=True,
         )
     return net

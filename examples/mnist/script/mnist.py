@@ -114,7 +114,7 @@ def train(
         optimizer_params={"learning_rate": learning_rate, "momentum": 0.9},
         initializer=mx.init.Xavier(magnitude=2.0),
         eval_metric="acc",
-        batch_end_callback=mx.callback.Speedometer(batch_size, 100),
+        batch_end_callback=mx.callback.Speedometer(batch_size, 20),
         num_epoch=epochs,
     )
 
