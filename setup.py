@@ -14,6 +14,9 @@ setup(
         "numpy<1.24",
         "psutil>=5.9",
         "retrying>=1.3.4",
+        # Installs the user's requirements (pip where uv cannot do what pip would). Its command
+        # line and settings are used as tested with this range.
+        "uv>=0.13.9,<0.14",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],
