@@ -179,6 +179,7 @@ def install(installer: str, package: bool, requirements: bool) -> None:
         # it. The environment keeps the token out of the process list.
         pip_environ["PIP_INDEX_URL"] = index_url
 
+    uv_failure = ""
     if installer == "uv":
         try:
             uv, settings = _uv_plan(requirements, index_url)
@@ -191,20 +192,19 @@ def install(installer: str, package: bool, requirements: bool) -> None:
             if code == 0:
                 return
             errors = uv_error_lines(tail)
+            uv_failure = f"uv could not install {what} (exit code {code}):\n" + "\n".join(errors)
             if not pip_available():
-                raise RequirementsError(f"uv could not install {what} (exit code {code}):\n" + "\n".join(errors))
-            logger.warning(
-                "uv could not install %s (exit code %d: %s); installing with pip instead",
-                what,
-                code,
-                errors[0] if errors else "no error message",
-            )
+                raise RequirementsError(uv_failure)
+            logger.warning("%s; installing with pip instead", uv_failure.replace(":\n", ": ", 1).splitlines()[0])
     else:
         logger.info("Installing %s with pip (SAGEMAKER_MXNET_INSTALLER=pip)", what)
     code, tail = run(pip_command(targets), pip_environ, redact)
     if code != 0:
         detail = "\n".join(pip_error_lines(tail))
-        raise RequirementsError(f"pip could not install {what} (exit code {code}):\n{detail}")
+        # pip's words first, as the job would show them with pip alone; uv's can name a cause pip
+        # keeps to its debug output (a certificate it rejected, say).
+        also = f"\nuv, tried first: {uv_failure}" if uv_failure else ""
+        raise RequirementsError(f"pip could not install {what} (exit code {code}):\n{detail}{also}")
 
 
 def main(argv=None) -> int:

@@ -134,8 +134,11 @@ def requirements_options(path: str) -> _FileOptions:
     from pip._internal.exceptions import InstallationError
     from pip._internal.req import req_file
 
-    line_defaults = vars(req_file.build_parser().get_default_values())
+    line_parser = req_file.build_parser()
+    # Copied: pip's line parser appends to default lists that every later line shares.
+    line_defaults = copy.deepcopy(vars(line_parser.get_default_values()))
     line_defaults["index_url"] = None  # as pip's own line parser sets it
+    names = {option.dest: option.get_opt_string() for option in line_parser.option_list if option.dest}
     found = _FileOptions()
     parser = req_file.RequirementsFileParser(_NoNetwork(), req_file.get_line_parser(None))
     try:
@@ -154,7 +157,7 @@ def requirements_options(path: str) -> _FileOptions:
                 elif dest == "trusted_hosts":
                     found.trusted_hosts.extend(value)
                 else:
-                    option = "--" + dest.replace("_", "-")
+                    option = names.get(dest, dest)
                     raise CannotUseUv(f"{_where(line)} uses {option}, which uv does not support")
     except InstallationError as error:
         # pip will fail on it too, and say so in its own words.

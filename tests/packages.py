@@ -154,13 +154,11 @@ def sdist(directory: Path, name: str, version: str, *, requires: Sequence[str] =
 
 def simple_index(root: Path, distributions: Iterable[Path]) -> Path:
     """A PEP 503 tree at ``root`` (``root/simple/<project>/``) holding copies of ``distributions``."""
-    by_project: Dict[str, list] = {}
+    (root / "simple").mkdir(parents=True, exist_ok=True)
     for path in distributions:
-        project_name = normalized(re.split(r"-\d", path.name, maxsplit=1)[0])
-        target = root / "simple" / project_name
-        target.mkdir(parents=True, exist_ok=True)
+        target = root / "simple" / normalized(re.split(r"-\d", path.name, maxsplit=1)[0])
+        target.mkdir(exist_ok=True)
         (target / path.name).write_bytes(path.read_bytes())
-        by_project.setdefault(project_name, []).append(path.name)
     for project_name in sorted(os.listdir(root / "simple")):
         target = root / "simple" / project_name
         if not target.is_dir():

@@ -123,10 +123,11 @@ def test_a_requirement_no_index_has_fails_the_job_with_pips_error_after_uvs(
 
     assert result.returncode == 1
     shown = job.failure[:REASON_SHOWN]
-    # uv failed first; pip then tried the same install, and its words are the reason.
-    assert "uv could not install requirements.txt (exit code 1: error: " in result.stderr
+    # uv failed first; pip then tried the same install, and its words come first in the reason.
+    assert "uv could not install requirements.txt (exit code 1): error: " in result.stderr
     assert shown.startswith("pip could not install requirements.txt (exit code 1):\n")
     assert f"ERROR: No matching distribution found for {missing}==1.0" in shown
+    assert "\nuv, tried first: uv could not install requirements.txt (exit code 1):\nerror: " in shown
     assert not (job.model_dir / "value").exists()
 
 
