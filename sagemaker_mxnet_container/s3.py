@@ -13,7 +13,7 @@ import sys
 from typing import Optional, Tuple
 from urllib.parse import urlparse
 
-from sagemaker_mxnet_container import error_record
+from sagemaker_mxnet_container import error_record, s3_model
 from sagemaker_mxnet_container.errors import DownloadError
 
 TOTAL_RETRY_SECONDS_VARIABLE = "SAGEMAKER_MXNET_DOWNLOAD_RETRY_SECONDS"
@@ -97,7 +97,10 @@ def download(uri: str, destination: str, region: Optional[str], total_retry_seco
     from retrying import retry
 
     bucket, key = parse_uri(uri)
-    client = botocore.session.get_session().create_client(
+    session = botocore.session.get_session()
+    # The S3 model with only the operations a download calls, where the image has one.
+    s3_model.use_in(session)
+    client = session.create_client(
         "s3",
         # S3 answers for every region at us-east-1, so a job without a region still downloads.
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

@@ -1,0 +1,100 @@
+"""The S3 model the download child builds its client from: only the operations it may call.
+
+botocore parses S3's whole model (about a hundred operations, over a megabyte of JSON) to build
+an S3 client. The download calls GetObject and HeadBucket (the bucket check, and botocore's own
+region redirects); botocore itself may call CreateSession (directory buckets).
+``python -m sagemaker_mxnet_container.s3_model`` cuts those operations, and every shape they
+reach, out of the installed botocore's model, once, where the image is built. The child then puts
+the cut model first in botocore's data path (``data_path``, what AWS_DATA_PATH sets), but only
+while botocore's model is the one it was cut from, as a digest of its files says; else botocore
+reads its own.
+"""
+
+import hashlib
+import json
+import os
+import sys
+from typing import Iterable, List, Optional
+
+OPERATIONS = ("GetObject", "HeadBucket", "CreateSession")
+API_VERSION = "2006-03-01"
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "botocore_data")
+_MODEL_DIR = os.path.join("s3", API_VERSION)
+_DIGEST_FILE = "source.sha256"
+
+
+def _source_files() -> List[str]:
+    """The installed botocore's S3 model files (the model and the extras merged into it)."""
+    import botocore
+
+    directory = os.path.join(os.path.dirname(botocore.__file__), "data", _MODEL_DIR)
+    return [os.path.join(directory, name) for name in sorted(os.listdir(directory)) if name.startswith("service-2.")]
+
+
+def _digest(paths: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with open(path, "rb") as stream:
+            digest.update(stream.read())
+    return digest.hexdigest()
+
+
+def usable(data_dir: Optional[str] = None) -> Optional[str]:
+    """``data_dir`` (default DATA_DIR) where it holds a model cut from the installed botocore's, else None."""
+    data_dir = data_dir or DATA_DIR
+    try:
+        with open(os.path.join(data_dir, _MODEL_DIR, _DIGEST_FILE)) as stream:
+            recorded = stream.read().strip()
+    except OSError:
+        return None
+    return data_dir if recorded == _digest(_source_files()) else None
+
+
+def use_in(session, data_dir: Optional[str] = None) -> bool:
+    """Puts the cut model first in ``session``'s data path, if it is usable; before any client is made."""
+    directory = usable(data_dir)
+    if directory is None:
+        return False
+    configured = session.get_config_variable("data_path")
+    session.set_config_variable("data_path", os.pathsep.join([directory, *([configured] if configured else [])]))
+    return True
+
+
+def trim(model: dict, operations: Iterable[str] = OPERATIONS) -> dict:
+    """``model`` with only ``operations`` and the shapes they reach."""
+    kept = {name: model["operations"][name] for name in operations if name in model["operations"]}
+    shapes, pending = set(), []
+    for operation in kept.values():
+        pending += [operation[key]["shape"] for key in ("input", "output") if key in operation]
+        pending += [error["shape"] for error in operation.get("errors", ())]
+    while pending:
+        name = pending.pop()
+        if name in shapes:
+            continue
+        shapes.add(name)
+        shape = model["shapes"][name]
+        pending += [member["shape"] for member in shape.get("members", {}).values()]
+        pending += [shape[key]["shape"] for key in ("member", "key", "value") if key in shape]
+    return {**model, "operations": kept, "shapes": {name: model["shapes"][name] for name in sorted(shapes)}}
+
+
+def write(data_dir: Optional[str] = None) -> str:
+    """Cuts the installed botocore's S3 model into ``data_dir`` (default DATA_DIR); returns the model's path."""
+    from botocore.loaders import Loader
+
+    data_dir = data_dir or DATA_DIR
+    sources = _source_files()
+    model = trim(Loader().load_service_model("s3", "service-2", API_VERSION))
+    directory = os.path.join(data_dir, _MODEL_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "service-2.json")
+    with open(path, "w") as stream:
+        json.dump(model, stream, separators=(",", ":"))
+    with open(os.path.join(directory, _DIGEST_FILE), "w") as stream:
+        stream.write(_digest(sources) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write(sys.argv[1] if len(sys.argv) > 1 else None))
