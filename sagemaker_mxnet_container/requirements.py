@@ -1,6 +1,7 @@
 """Installs what the user's code needs before it runs: ``requirements.txt``, and the code itself
 when it is a package with ``setup.py`` (script mode then runs it with ``python -m``), in one
-install as the sagemaker-training toolkit does.
+install, and for the entry points the sagemaker-training toolkit installs them for: a shell
+script (``.sh``), or a file neither ``.py`` nor in a package, gets neither.
 
 The install runs in a child process (``installer``), which imports pip and, for CodeArtifact,
 botocore; the supervisor only checks the settings that decide it and turns the child's error
@@ -42,10 +43,21 @@ def describe(package: bool, requirements: bool) -> str:
     return " and ".join(parts)
 
 
-def install(code_dir: str, supervisor: Supervisor, environ: Mapping[str, str] = os.environ) -> None:
+def install(
+    code_dir: str, supervisor: Supervisor, entry_point: str, environ: Mapping[str, str] = os.environ
+) -> None:
     installer = installer_choice(environ)
     requirements = os.path.isfile(os.path.join(code_dir, REQUIREMENTS))
     package = os.path.isfile(os.path.join(code_dir, "setup.py"))
+    if entry_point.endswith(".sh") or not (package or entry_point.endswith(".py")):
+        if requirements or package:
+            logger.info(
+                "Not installing %s: %s is run as a command, for which the sagemaker-training toolkit installs "
+                "nothing",
+                describe(package, requirements),
+                os.path.basename(entry_point),
+            )
+        return
     if not (requirements or package):
         return
     arn = environ.get(codeartifact.ARN_VARIABLE, "").strip()

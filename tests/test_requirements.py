@@ -227,3 +227,23 @@ def test_an_index_password_reaches_uv_but_no_log(tmp_path, make_job, run_train, 
     assert (job.model_dir / "value").read_text() == "behind a password"
     assert installer_of(package_name) == "uv"
     assert password not in result.stdout + result.stderr
+
+
+def test_a_shell_entry_point_gets_nothing_installed_as_with_the_sagemaker_training_toolkit(
+    tmp_path, make_job, run_train
+):
+    job = make_job({"sagemaker_program": "train.sh"})
+    job.code_dir.mkdir()
+    # Neither could be installed: were either tried, the job would fail.
+    (job.code_dir / "requirements.txt").write_text("smmx-never-installed==1.0\n")
+    (job.code_dir / "setup.py").write_text("raise SystemExit('setup.py ran')\n")
+    (job.code_dir / "train.sh").write_text('touch "$SM_MODEL_DIR/ran"\n')
+
+    result = run_train(job, env=offline(tmp_path))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (job.model_dir / "ran").exists()
+    assert (
+        "Not installing the code's package (setup.py) and requirements.txt: train.sh is run as a command, "
+        "for which the sagemaker-training toolkit installs nothing" in result.stderr
+    )
