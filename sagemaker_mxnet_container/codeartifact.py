@@ -79,8 +79,10 @@ def index_url(repository: Repository) -> Tuple[str, str]:
             f"cannot use the CodeArtifact repository {repository.arn} ({ARN_VARIABLE}): {cause}; "
             f"check that the repository exists and that the job's role allows {_PERMISSIONS}"
         ) from error
-    except BotoCoreError as error:
+    except (BotoCoreError, KeyError, TypeError) as error:
+        # No credentials, an endpoint that cannot be reached, an answer without the token.
         raise RequirementsError(
-            f"cannot use the CodeArtifact repository {repository.arn} ({ARN_VARIABLE}): {error}"
+            f"cannot use the CodeArtifact repository {repository.arn} ({ARN_VARIABLE}): "
+            f"{type(error).__name__}: {error}"
         ) from error
     return authenticated_index(endpoint, repository.name, token), token

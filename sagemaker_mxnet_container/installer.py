@@ -188,7 +188,10 @@ def install(installer: str, package: bool, requirements: bool) -> None:
         else:
             taken = f" (from pip's configuration: {', '.join(settings.notes)})" if settings.notes else ""
             logger.info("Installing %s with uv%s", what, taken)
-            code, tail = run(uv_command(uv, targets, settings), uv_environ(os.environ, settings), redact)
+            try:
+                code, tail = run(uv_command(uv, targets, settings), uv_environ(os.environ, settings), redact)
+            except OSError as error:
+                code, tail = 127, [f"error: uv could not be started: {error}"]
             if code == 0:
                 return
             errors = uv_error_lines(tail)

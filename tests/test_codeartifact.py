@@ -217,6 +217,23 @@ def test_a_token_the_role_may_not_get_fails_the_job_saying_which_permissions_it_
     assert not stand_in.server.fetched("/pypi/")
 
 
+def test_no_credentials_for_the_repository_fail_the_job_saying_so(make_job, repository, token):
+    name, root = repository
+    job = ca_job(make_job, f"{name}\n")
+    with CodeArtifactStandIn(root, token) as stand_in:
+        environ = environ_for(stand_in)
+        del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+        train = start_train(job, {**environ, "HOME": str(root / "no-aws-config")})
+        train.communicate(timeout=120)
+
+    assert train.returncode == 1
+    assert job.failure.splitlines()[0] == (
+        f"cannot use the CodeArtifact repository {ARN} (CA_REPOSITORY_ARN): NoCredentialsError: "
+        "Unable to locate credentials"
+    )
+    assert stand_in.api_calls == []
+
+
 def test_an_arn_that_is_not_a_repository_fails_the_job_before_anything_is_asked(make_job, repository, token):
     name, root = repository
     job = ca_job(make_job, f"{name}\n")

@@ -261,3 +261,17 @@ def test_the_site_pip_conf_of_the_jobs_environment_is_honoured(world, tmp_path):
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert installed(environment)["smmx-only-in-index"]["installer"] == "uv"
+
+
+def test_a_uv_that_cannot_start_leaves_the_install_to_pip(world, tmp_path):
+    code = lay_out(tmp_path / "code", {"requirements.txt": "smmx-alpha==1.0\n"})
+    environment = copy_of(world["template"], tmp_path / "train-env")
+    broken = environment / "bin" / "uv"
+    broken.unlink()
+    broken.write_text("not a program\n")  # found, but not executable
+
+    result = train_in(environment, tmp_path, code, environ_for(world, tmp_path / "home"))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "uv could not install requirements.txt (exit code 127): error: uv could not be started" in result.stderr
+    assert installed(environment)["smmx-alpha"]["installer"] == "pip"
