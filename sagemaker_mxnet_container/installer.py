@@ -156,51 +156,61 @@ def _uv_plan(requirements: bool, index_url: Optional[str]) -> Tuple[str, pip_set
         ) from error
 
 
+def _codeartifact_index():
+    """(CA_REPOSITORY_ARN's index URL with its token, the redaction that masks the token), or (None, the log's)."""
+    arn = os.environ.get(codeartifact.ARN_VARIABLE, "").strip()
+    if not arn:
+        return None, logs.redact
+    repository = codeartifact.parse_arn(arn)
+    logger.info(
+        "Installing from the CodeArtifact repository %s in domain %s (owner %s, region %s)",
+        repository.name,
+        repository.domain,
+        repository.account,
+        repository.region,
+    )
+    index_url, token = codeartifact.index_url(repository)
+    return index_url, _secret_masker(token)
+
+
+def _with_uv(what: str, targets: List[str], requirements: bool, index_url: Optional[str], redact) -> Optional[str]:
+    """Installs with uv where it can: None when done, else the failure pip must be told of ("" if uv never ran)."""
+    try:
+        uv, settings = _uv_plan(requirements, index_url)
+    except pip_settings.CannotUseUv as reason:
+        logger.info("Installing %s with pip: %s", what, reason)
+        return ""
+    taken = f" (from pip's configuration: {', '.join(settings.notes)})" if settings.notes else ""
+    logger.info("Installing %s with uv%s", what, taken)
+    try:
+        code, tail = run(uv_command(uv, targets, settings), uv_environ(os.environ, settings), redact)
+    except OSError as error:
+        code, tail = 127, [f"error: uv could not be started: {error}"]
+    if code == 0:
+        return None
+    failure = f"uv could not install {what} (exit code {code}):\n" + "\n".join(uv_error_lines(tail))
+    if not pip_available():
+        raise RequirementsError(failure)
+    logger.warning("%s; installing with pip instead", failure.replace(":\n", ": ", 1).splitlines()[0])
+    return failure
+
+
 def install(installer: str, package: bool, requirements: bool) -> None:
     what = describe(package, requirements)
     targets = (["."] if package else []) + (["-r", REQUIREMENTS] if requirements else [])
-    redact = logs.redact
-    index_url = None
-    arn = os.environ.get(codeartifact.ARN_VARIABLE, "").strip()
-    if arn:
-        repository = codeartifact.parse_arn(arn)
-        logger.info(
-            "Installing from the CodeArtifact repository %s in domain %s (owner %s, region %s)",
-            repository.name,
-            repository.domain,
-            repository.account,
-            repository.region,
-        )
-        index_url, token = codeartifact.index_url(repository)
-        redact = _secret_masker(token)
+    index_url, redact = _codeartifact_index()
+    if installer == "uv":
+        uv_failure = _with_uv(what, targets, requirements, index_url, redact)
+        if uv_failure is None:
+            return
+    else:
+        uv_failure = ""
+        logger.info("Installing %s with pip (SAGEMAKER_MXNET_INSTALLER=pip)", what)
     pip_environ = dict(os.environ)
     if index_url is not None:
         # As pip's -i: it beats the configured index, and a requirements file's --index-url beats
         # it. The environment keeps the token out of the process list.
         pip_environ["PIP_INDEX_URL"] = index_url
-
-    uv_failure = ""
-    if installer == "uv":
-        try:
-            uv, settings = _uv_plan(requirements, index_url)
-        except pip_settings.CannotUseUv as reason:
-            logger.info("Installing %s with pip: %s", what, reason)
-        else:
-            taken = f" (from pip's configuration: {', '.join(settings.notes)})" if settings.notes else ""
-            logger.info("Installing %s with uv%s", what, taken)
-            try:
-                code, tail = run(uv_command(uv, targets, settings), uv_environ(os.environ, settings), redact)
-            except OSError as error:
-                code, tail = 127, [f"error: uv could not be started: {error}"]
-            if code == 0:
-                return
-            errors = uv_error_lines(tail)
-            uv_failure = f"uv could not install {what} (exit code {code}):\n" + "\n".join(errors)
-            if not pip_available():
-                raise RequirementsError(uv_failure)
-            logger.warning("%s; installing with pip instead", uv_failure.replace(":\n", ": ", 1).splitlines()[0])
-    else:
-        logger.info("Installing %s with pip (SAGEMAKER_MXNET_INSTALLER=pip)", what)
     code, tail = run(pip_command(targets), pip_environ, redact)
     if code != 0:
         detail = "\n".join(pip_error_lines(tail))
