@@ -35,7 +35,7 @@ class UvInstall:
     arguments: List[str] = field(default_factory=list)
     environ: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
-    """What was taken from pip's configuration and the files, for the log (no values: they may be secret)."""
+    """The pip settings taken, by option name for the log (never their values: they may be secret)."""
 
 
 # Settings that change nothing a user's code can see: pip's output, its prompts and version
