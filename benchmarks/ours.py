@@ -55,5 +55,6 @@ def install(source: str, directory: str = DEFAULT_DIR, log=print, cut_s3_model: 
     cut = "import shutil, sagemaker_mxnet_container.s3_model as m; shutil.rmtree(m.DATA_DIR, ignore_errors=True)"
     if cut_s3_model:
         cut += "; m.write()"
-    subprocess.run([python, "-c", cut], check=True, capture_output=True)
+    # Not from the checkout: python -c would import the package from the working directory first.
+    subprocess.run([python, "-c", cut], check=True, capture_output=True, cwd=directory)
     return os.path.join(directory, "bin", "train")
