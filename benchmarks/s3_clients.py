@@ -2,8 +2,9 @@
 
 The start-up row with code from S3 is mostly the download child making its S3 client. This
 times, from spawn to exit, one download of the same object from the same local S3 endpoint
-(moto's server) by: the child with botocore's whole S3 model, the child with the model cut by
-``s3_model``, and awscrt's S3 client (a bare GET to a file, for the record: adopting it would
+(moto's server) by: the child with botocore's own session, the child with ``s3_model``'s session
+(services looked up instead of listed) with botocore's whole S3 model and with the cut one, and
+awscrt's S3 client (a bare GET to a file, for the record: adopting it would
 mean reading S3's error codes and following its region redirects by hand, which botocore does
 today). Runs alternate between the variants; each cell is the median with its min-max.
 
@@ -24,11 +25,15 @@ from benchmarks.s3_endpoint import Endpoint
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 STUDY_VENV = os.path.join(HERE, ".s3-study-venv")
-# The child as train runs it, with the cut model looked for where the given directory says.
+# The child as train runs it, with the cut model looked for where the given directory says, or
+# ("botocore") with botocore's own session.
 _CHILD = """
 import os, sys
+import botocore.session
 from sagemaker_mxnet_container import s3, s3_model
 s3_model.DATA_DIR = sys.argv.pop(1)
+if s3_model.DATA_DIR == "botocore":
+    s3_model.session = botocore.session.get_session
 os._exit(s3.main(sys.argv[1:]))
 """
 _AWSCRT = """
@@ -90,10 +95,12 @@ def main(argv=None) -> int:
         cut = os.path.join(workdir, "cut-model")
         subprocess.run([python, "-c", f"from sagemaker_mxnet_container import s3_model; s3_model.write({cut!r})"],
                        check=True, env={**os.environ, "PYTHONPATH": REPO})  # fmt: skip
+        child = [python, "-c", _CHILD]
         variants = {
-            "download child, botocore's whole S3 model": [python, "-c", _CHILD, os.path.join(workdir, "none"),
-                                                          uri, destination, "us-east-1"],
-            "download child, the cut S3 model": [python, "-c", _CHILD, cut, uri, destination, "us-east-1"],
+            "download child, botocore's own session": [*child, "botocore", uri, destination, "us-east-1"],
+            "download child, services looked up, whole S3 model": [*child, os.path.join(workdir, "none"), uri,
+                                                                   destination, "us-east-1"],
+            "download child, services looked up, cut S3 model": [*child, cut, uri, destination, "us-east-1"],
             "awscrt's S3 client, a bare GET": [python, "-c", _AWSCRT, s3.url, "s3-clients",
                                                "job/source/sourcedir.tar.gz", destination, "us-east-1"],
             "floor: python -c pass": [python, "-c", "pass"],

@@ -92,15 +92,11 @@ _S3_API_VERSION = "2006-03-01"
 
 
 def download(uri: str, destination: str, region: Optional[str], total_retry_seconds: float) -> None:
-    import botocore.session
     from botocore.config import Config
     from retrying import retry
 
     bucket, key = parse_uri(uri)
-    session = botocore.session.get_session()
-    # The S3 model with only the operations a download calls, where the image has one.
-    s3_model.use_in(session)
-    client = session.create_client(
+    client = s3_model.session().create_client(
         "s3",
         # S3 answers for every region at us-east-1, so a job without a region still downloads.
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

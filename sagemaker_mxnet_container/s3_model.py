@@ -1,13 +1,17 @@
-"""The S3 model the download child builds its client from: only the operations it may call.
+"""The botocore session the download child builds its S3 client from, made cheaper to build.
 
-botocore parses S3's whole model (about a hundred operations, over a megabyte of JSON) to build
-an S3 client. The download calls GetObject and HeadBucket (the bucket check, and botocore's own
-region redirects); botocore itself may call CreateSession (directory buckets).
-``python -m sagemaker_mxnet_container.s3_model`` cuts those operations, and every shape they
-reach, out of the installed botocore's model, once, where the image is built. The child then puts
-the cut model first in botocore's data path (``data_path``, what AWS_DATA_PATH sets), but only
-while botocore's model is the one it was cut from, as a digest of its files says; else botocore
-reads its own.
+Building an S3 client, botocore lists every service it has a model of (about 400 directories)
+to check that "s3" is one, and parses S3's whole model (about a hundred operations, over a
+megabyte of JSON). The download calls GetObject and HeadBucket (the bucket check, and botocore's
+own region redirects); botocore itself may call CreateSession (directory buckets). So:
+
+- the session's loader answers "is there a model of this service" by looking for that one;
+- ``python -m sagemaker_mxnet_container.s3_model`` cuts those three operations, and every shape
+  they reach, out of the installed botocore's model, once, where the image is built; the session
+  puts the cut model first in its data path (what AWS_DATA_PATH sets), but only while botocore's
+  model is the one it was cut from, as a digest of its files says; else botocore reads its own.
+
+Everything else (endpoint rules, credentials, retries, redirects, error codes) is botocore's.
 """
 
 import hashlib
@@ -51,14 +55,44 @@ def usable(data_dir: Optional[str] = None) -> Optional[str]:
     return data_dir if recorded == _digest(_source_files()) else None
 
 
-def use_in(session, data_dir: Optional[str] = None) -> bool:
-    """Puts the cut model first in ``session``'s data path, if it is usable; before any client is made."""
-    directory = usable(data_dir)
-    if directory is None:
+class _Services:
+    """The services a loader has models of (of one type): ``in`` looks for the one asked about."""
+
+    def __init__(self, loader, type_name: str):
+        self._loader = loader
+        self._type_name = type_name
+
+    def __contains__(self, service_name: str) -> bool:
+        for path in self._loader.search_paths:
+            directory = os.path.join(path, service_name)
+            if os.path.isdir(directory):
+                for version in os.listdir(directory):
+                    if self._loader.file_loader.exists(os.path.join(directory, version, self._type_name)):
+                        return True
         return False
-    configured = session.get_config_variable("data_path")
-    session.set_config_variable("data_path", os.pathsep.join([directory, *([configured] if configured else [])]))
-    return True
+
+    def __iter__(self):
+        from botocore.loaders import Loader
+
+        return iter(Loader.list_available_services(self._loader, self._type_name))
+
+
+def session(data_dir: Optional[str] = None):
+    """A botocore session whose loader looks services up, with the cut S3 model first where usable."""
+    import botocore.session
+    from botocore.loaders import Loader
+
+    class LookingLoader(Loader):
+        def list_available_services(self, type_name):
+            return _Services(self, type_name)
+
+    made = botocore.session.get_session()
+    # As botocore's create_loader reads data_path, with the cut model's directory before it.
+    configured = made.get_config_variable("data_path")
+    paths = [os.path.expanduser(os.path.expandvars(path)) for path in (configured or "").split(os.pathsep) if path]
+    directory = usable(data_dir)
+    made.register_component("data_loader", LookingLoader(extra_search_paths=([directory] if directory else []) + paths))
+    return made
 
 
 def trim(model: dict, operations: Iterable[str] = OPERATIONS) -> dict:

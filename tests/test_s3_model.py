@@ -4,6 +4,7 @@ through botocore's whole model, against moto's S3 over HTTP."""
 
 import json
 
+import botocore.loaders
 import botocore.session
 import pytest
 
@@ -46,19 +47,42 @@ def test_the_cut_model_holds_the_operations_a_download_may_call_as_botocore_defi
     assert len(model["shapes"]) < len(whole.shape_names) / 3
 
 
+def operations_of_a_client_made_from(session) -> list:
+    client = session.create_client(
+        "s3", region_name="us-east-1", api_version="2006-03-01", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    return sorted(client.meta.service_model.operation_names)
+
+
 def test_a_model_cut_from_another_botocore_is_never_used(cut):
     data_dir, _ = cut
     (data_dir / "s3" / "2006-03-01" / "source.sha256").write_text("0" * 64 + "\n")
-    session = botocore.session.get_session()
 
-    assert s3_model.use_in(session) is False
-    assert session.get_config_variable("data_path") is None
+    assert s3_model.usable() is None
+    assert len(operations_of_a_client_made_from(s3_model.session())) > 50
 
 
-def test_without_a_cut_model_botocore_reads_its_own(tmp_path, monkeypatch):
+def test_without_a_cut_model_the_session_reads_botocores_own(tmp_path, monkeypatch):
     monkeypatch.setattr(s3_model, "DATA_DIR", str(tmp_path / "nothing-here"))
 
-    assert s3_model.use_in(botocore.session.get_session()) is False
+    assert operations_of_a_client_made_from(s3_model.session()) == operations_of_a_client_made_from(
+        botocore.session.get_session()
+    )
+
+
+def test_the_sessions_loader_finds_each_service_as_botocores_listing_does(monkeypatch):
+    monkeypatch.setenv("AWS_DATA_PATH", "/nonexistent/models")
+    looking = s3_model.session().get_component("data_loader")
+    listing = botocore.loaders.Loader(extra_search_paths=["/nonexistent/models"])
+
+    for type_name in ("service-2", "endpoint-rule-set-1"):
+        services = looking.list_available_services(type_name)
+        listed = listing.list_available_services(type_name)
+        assert sorted(services) == listed
+        for name in ("s3", "sts", "sso", "sso-oidc"):
+            assert name in services
+        assert "no-such-service" not in services
+    assert looking.search_paths == listing.search_paths
 
 
 def test_a_download_through_the_cut_model_gets_the_object(cut, clients, s3, tmp_path):
