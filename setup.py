@@ -18,6 +18,9 @@ setup(
         "retrying>=1.3.4",
         # Post-import hook: records Gluon blocks' input shapes without importing MXNet early.
         "wrapt>=1.14",
+        # Installs the user's requirements (pip where uv cannot do what pip would). Its command
+        # line and settings are used as tested with this range.
+        "uv>=0.13.9,<0.14",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],

@@ -28,8 +28,11 @@ def _pip(directory: str, *arguments: str) -> None:
         raise RuntimeError(f"pip install {' '.join(arguments)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
-def install(source: str, directory: str = DEFAULT_DIR, log=print) -> str:
-    """(Re)installs the package at ``source``; returns the path of its ``train``."""
+def install(source: str, directory: str = DEFAULT_DIR, log=print, cut_s3_model: bool = True) -> str:
+    """(Re)installs the package at ``source``; returns the path of its ``train``.
+
+    ``cut_s3_model``: cut botocore's S3 model for the download child, as the image's build does.
+    """
     python = os.path.join(directory, "bin", "python")
     if not os.path.exists(python):
         log(f"Creating {directory} for this toolkit, installed as a wheel")
@@ -48,4 +51,10 @@ def install(source: str, directory: str = DEFAULT_DIR, log=print) -> str:
         # package itself, reinstalled whatever its version says.
         _pip(directory, "--no-build-isolation", copy)
         _pip(directory, "--no-deps", "--no-build-isolation", "--force-reinstall", copy)
+    # A reinstall keeps files the wheel does not list: an earlier run's cut model among them.
+    cut = "import shutil, sagemaker_mxnet_container.s3_model as m; shutil.rmtree(m.DATA_DIR, ignore_errors=True)"
+    if cut_s3_model:
+        cut += "; m.write()"
+    # Not from the checkout: python -c would import the package from the working directory first.
+    subprocess.run([python, "-c", cut], check=True, capture_output=True, cwd=directory)
     return os.path.join(directory, "bin", "train")

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-from benchmarks import hosts, jobs, measure, ours, peer
+from benchmarks import hosts, jobs, measure, ours, peer, requirements
 from benchmarks.report import Budget, Row, failures, table
 from benchmarks.s3_endpoint import Endpoint
 
@@ -434,6 +434,20 @@ def parse(argv):
     parser.add_argument("--peer-venv", default=peer.DEFAULT_DIR, help="the peer's virtual environment")
     parser.add_argument("--no-peer", action="store_true", help="measure ours and the floors only")
     parser.add_argument("--skip-training", action="store_true", help="leave out the MNIST and thread sections")
+    parser.add_argument("--skip-requirements", action="store_true", help="leave out the requirements.txt rows")
+    parser.add_argument(
+        "--botocore-s3-model",
+        action="store_true",
+        help="do not cut botocore's S3 model for ours (as an image built without that step)",
+    )
+    parser.add_argument(
+        "--requirements-file",
+        help="the requirements.txt both toolkits install (default: gluoncv, pandas, scikit-learn, "
+        "opencv-python-headless, numpy<1.24, whose imports the user script then times)",
+    )
+    parser.add_argument(
+        "--requirements-repetitions", type=int, default=3, help="installs per toolkit with cold caches, and warm"
+    )
     parser.add_argument("--ours-source", default=REPO, help="the checkout to install and measure as ours")
     parser.add_argument("--ours-venv", default=ours.DEFAULT_DIR, help="where ours is installed as a wheel")
     return parser.parse_args(argv)
@@ -446,7 +460,12 @@ def main(argv=None) -> int:
         hosts.name_host()
     base_env = clean_environ()
     toolkits = [
-        Toolkit("ours", [ours.install(args.ours_source, args.ours_venv, log=log)], dict(base_env), "Training succeeded")
+        Toolkit(
+            "ours",
+            [ours.install(args.ours_source, args.ours_venv, log=log, cut_s3_model=not args.botocore_s3_model)],
+            dict(base_env),
+            "Training succeeded",
+        )
     ]
     peer_versions = None
     if not args.no_peer:
@@ -467,6 +486,14 @@ def main(argv=None) -> int:
             uri = s3.put("benchmark-code", "job/source/sourcedir.tar.gz", tarball)
             bench = Bench(args, workdir, toolkits)
             rows = startup_rows(bench, uri)
+            installs = []
+            if not args.skip_requirements:
+                if args.requirements_file:
+                    with open(args.requirements_file) as stream:
+                        text, imports = stream.read(), ""
+                else:
+                    text, imports = requirements.TYPICAL, requirements.TYPICAL_IMPORTS
+                installs = requirements.rows(bench, text, imports, args.requirements_repetitions, log)
             training, effect, threads = [], [], []
             if not args.skip_training:
                 training = training_rows(bench)
@@ -487,6 +514,11 @@ def main(argv=None) -> int:
     print(f"Ours: {' '.join(toolkits[0].command)}; {peer_name}; {args.repetitions} repetitions, alternating\n")
     print(table("Start-up, whole job, memory (script mode, same job and code tarball)", rows, "peer"))
     checked = list(rows)
+    if installs:
+        print()
+        title = "Installing requirements.txt (each toolkit into a fresh copy of its environment)"
+        print(table(title, installs, "peer"))
+        checked += installs
     if training:
         print()
         print(

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Callable, Optional, Tuple
 
-from sagemaker_mxnet_container import error_record
+from sagemaker_mxnet_container import error_record, s3_model
 from sagemaker_mxnet_container.errors import DownloadError
 
 # Per-request retries inside botocore; the outer loop retries whole downloads that broke off.
@@ -167,11 +167,10 @@ def is_unconnected(error: BaseException) -> bool:
 
 
 def download(uri: str, destination: str, region: Optional[str], retries: Retries) -> None:
-    import botocore.session
     from botocore.config import Config
 
     bucket, key = parse_uri(uri)
-    client = botocore.session.get_session().create_client(
+    client = s3_model.session().create_client(
         "s3",
         # S3 answers for every region at us-east-1, so a job without a region still downloads.
         region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

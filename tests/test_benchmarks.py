@@ -13,6 +13,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from packages import wheel
 
 ROWS = (
     "start -> user's first line, code from S3",
@@ -25,14 +26,22 @@ ROWS = (
     'floor: python -c "import boto3", whole',
     "samples/s, train vs bare (OMP_NUM_THREADS=",
     "legacy MNIST on 1 CPU (taskset -c 0)",
+    "requirements.txt, cold caches: start -> user's first line",
+    "requirements.txt, warm caches: start -> user's first line",
+    "requirements.txt, warm caches: start -> the user's imports done",
 )
 
 
 @pytest.fixture(scope="module")
-def report():
+def report(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the benchmark names the host algo-1 in a mount namespace of its own, which needs root")
     environ = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # The requirements rows install one tiny package of the test's own, from a local directory.
+    wheels = tmp_path_factory.mktemp("benchmark-wheels")
+    wheel(wheels, "smmx-benchmark-tiny", "1.0")
+    requirements = wheels / "requirements.txt"
+    requirements.write_text(f"--no-index\n--find-links {wheels}\nsmmx-benchmark-tiny\n")
     result = subprocess.run(
         [
             sys.executable,
@@ -46,6 +55,10 @@ def report():
             "1",
             "--hold",
             "0.2",
+            "--requirements-file",
+            str(requirements),
+            "--requirements-repetitions",
+            "1",
         ],
         cwd=REPO,
         env=environ,
@@ -94,8 +107,9 @@ def test_each_verdict_agrees_with_the_figures_beside_it(report):
         if verdict == "FAIL":
             assert f"BUDGET NOT MET: {label}" in report
         checked += 1
-    # start-up (2), whole job (2), after the last line (2), tree PSS, training throughput
-    assert checked == 8, report
+    # start-up (2), whole job (2), after the last line (2), tree PSS, training throughput,
+    # requirements with cold and warm caches (2)
+    assert checked == 10, report
 
 
 def test_the_thread_table_shows_one_openmp_thread_per_usable_cpu_under_train(report):
