@@ -65,7 +65,7 @@ def _run_on_this_host(env: environment.TrainingEnvironment, job: cluster.Cluster
     paths = env.paths
     code_dir = code.fetch(env, job.settings, supervisor)
     user_program = program.choose(code_dir, env.program, env.mode)
-    requirements.install(code_dir, supervisor, user_program.path)
+    requirements.install(code_dir, supervisor, user_program.path, job.settings.installer)
     found = resources.detect()
     horovod = horovod_settings.read(env.framework_parameters, found.num_gpus, found.num_cpus)
     # Horovod's ranks exchange gradients themselves; a parameter server beside them would idle.

@@ -15,27 +15,13 @@ import tempfile
 from typing import Mapping
 
 from sagemaker_mxnet_container import codeartifact, error_record
-from sagemaker_mxnet_container.errors import ConfigurationError, RequirementsError
+from sagemaker_mxnet_container.errors import RequirementsError
 from sagemaker_mxnet_container.runner import Supervisor
 
 logger = logging.getLogger(__name__)
 
 REQUIREMENTS = "requirements.txt"
-INSTALLER_VARIABLE = "SAGEMAKER_MXNET_INSTALLER"
-INSTALLERS = ("uv", "pip")
 _TAIL_LINES = 15
-
-
-def installer_choice(environ: Mapping[str, str]) -> str:
-    """``uv`` (the default: uv wherever it can do what pip would, pip elsewhere) or ``pip``."""
-    raw = environ.get(INSTALLER_VARIABLE, "")
-    value = raw.strip().lower() or INSTALLERS[0]
-    if value not in INSTALLERS:
-        raise ConfigurationError(
-            f"{INSTALLER_VARIABLE}={raw!r} is not one of {', '.join(INSTALLERS)}: unset it to install requirements "
-            "with uv wherever uv can do exactly what pip would, or set it to pip to install them with pip only"
-        )
-    return value
 
 
 def describe(package: bool, requirements: bool) -> str:
@@ -44,9 +30,14 @@ def describe(package: bool, requirements: bool) -> str:
 
 
 def install(
-    code_dir: str, supervisor: Supervisor, entry_point: str, environ: Mapping[str, str] = os.environ
+    code_dir: str,
+    supervisor: Supervisor,
+    entry_point: str,
+    installer: str = "uv",
+    environ: Mapping[str, str] = os.environ,
 ) -> None:
-    installer = installer_choice(environ)
+    """``installer`` is ``SAGEMAKER_MXNET_INSTALLER`` (``settings``): ``uv`` wherever uv can do
+    what pip would, pip elsewhere; ``pip`` for pip only."""
     requirements = os.path.isfile(os.path.join(code_dir, REQUIREMENTS))
     package = os.path.isfile(os.path.join(code_dir, "setup.py"))
     if entry_point.endswith(".sh") or not (package or entry_point.endswith(".py")):

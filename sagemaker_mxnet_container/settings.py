@@ -179,6 +179,13 @@ class Settings:
         None,
         "where the mpirun launcher's ssh client key is (unset: ~/.ssh of the user train runs as)",
     )
+    installer: str = _setting(
+        "SAGEMAKER_MXNET_INSTALLER",
+        choice("uv", "pip"),
+        "uv",
+        "uv: requirements install with uv wherever it does exactly what pip would, with pip elsewhere (the "
+        "log says why); pip: with pip only",
+    )
     cgroup: str = _setting(
         "SAGEMAKER_MXNET_CGROUP",
         choice("auto", "off"),

@@ -15,6 +15,7 @@ BAD = {
     "archive_max_members": "0",
     "host_addresses": "{not json",
     "ssh_dir": "~/.ssh",
+    "installer": "conda",
     "cgroup": "yes",
 }
 

@@ -101,16 +101,6 @@ def test_sagemaker_mxnet_installer_pip_installs_with_pip(tmp_path, make_job, run
     assert installer_of(package_name) == "pip"
 
 
-def test_an_installer_other_than_uv_or_pip_fails_the_job_naming_the_variable(tmp_path, make_job, run_train):
-    job = code_job(make_job, tmp_path, "smmx-never-installed\n", "raise SystemExit('the program ran')\n")
-
-    result = run_train(job, env=offline(tmp_path, SAGEMAKER_MXNET_INSTALLER="conda"))
-
-    assert result.returncode == 1
-    assert job.failure.startswith("SAGEMAKER_MXNET_INSTALLER='conda' is not one of uv, pip: unset it")
-    assert "Installing" not in result.stderr
-
-
 def test_a_requirement_no_index_has_fails_the_job_with_pips_error_after_uvs(
     tmp_path, make_job, run_train, package_name
 ):
