@@ -24,6 +24,7 @@ from sagemaker_mxnet_container import (
     mxnet_settings,
     outcome,
     program,
+    reference,
     requirements,
     resources,
     settings,
@@ -198,6 +199,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="train",
         description="Run the SageMaker MXNet training job configured under $SAGEMAKER_BASE_DIR (default /opt/ml).",
+        # In a container this is the reference a person has at hand: the README's tables, as text.
+        epilog=reference.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
 
