@@ -198,7 +198,9 @@ def _with_uv(what: str, targets: List[str], requirements: bool, index_url: Optio
 def install(installer: str, package: bool, requirements: bool) -> None:
     what = describe(package, requirements)
     targets = (["."] if package else []) + (["-r", REQUIREMENTS] if requirements else [])
-    index_url, redact = _codeartifact_index()
+    # As in the sagemaker-training toolkit, the repository is the index of installs that take a
+    # requirements.txt; a package alone installs from the configured index.
+    index_url, redact = _codeartifact_index() if requirements else (None, logs.redact)
     if installer == "uv":
         uv_failure = _with_uv(what, targets, requirements, index_url, redact)
         if uv_failure is None:

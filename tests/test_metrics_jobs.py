@@ -170,3 +170,21 @@ def test_a_stopped_job_writes_its_metrics_but_draws_no_curves(code_job):
     assert len(_metrics(job)) == 12
     assert not (job.output_dir / "data" / "training-curves.png").exists()
     assert b"not drawn: the job is ending" in stderr
+
+
+def test_curves_that_cannot_be_drawn_change_nothing_of_the_outcome(code_job, run_checked, tmp_path):
+    # A matplotlib that fails to import stands for any failure of the drawing child.
+    broken = tmp_path / "broken-site"
+    (broken / "matplotlib").mkdir(parents=True)
+    (broken / "matplotlib" / "__init__.py").write_text("raise ImportError('no display library here')\n")
+    job = code_job(_script())
+
+    finished = run_checked(job, {"PYTHONPATH": str(broken)})
+
+    assert finished.exit_code == 0 and job.succeeded
+    assert len(_metrics(job)) == 12
+    assert not (job.output_dir / "data" / "training-curves.png").exists()
+    assert "The training curves were not drawn: the plot exited with 1: ImportError: no display library here" in (
+        finished.stderr
+    )
+    assert sorted(os.listdir(job.output_dir / "data")) == ["metrics.csv"]

@@ -39,6 +39,14 @@ def importing(name: str) -> str:
     )
 
 
+def compiled_at_install(name: str) -> bool:
+    """Whether the install of ``name`` byte-compiled it: pip records the .pyc files it writes."""
+    files = f"importlib.metadata.distribution({name!r}).files"
+    probe = f"import importlib.metadata; print(any(str(f).endswith('.pyc') for f in {files}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return result.stdout.strip() == "True"
+
+
 def installer_of(name: str) -> str:
     """Which tool installed ``name`` into this venv, as its INSTALLER file says ("uv" or "pip")."""
     probe = f"import importlib.metadata as m; print(m.distribution({name!r}).read_text('INSTALLER').strip())"
@@ -86,6 +94,8 @@ def test_requirements_are_installed_with_uv_before_the_user_program_runs(tmp_pat
     assert (job.model_dir / "value").read_text() == "installed by uv"
     assert "Installing requirements.txt with uv (from pip's configuration: --find-links, --no-index)" in result.stderr
     assert installer_of(package_name) == "uv"
+    # Unlike pip, uv compiles nothing at install (docs/compatibility.md).
+    assert not compiled_at_install(package_name)
 
 
 def test_sagemaker_mxnet_installer_pip_installs_with_pip(tmp_path, make_job, run_train, package_name):
@@ -99,6 +109,7 @@ def test_sagemaker_mxnet_installer_pip_installs_with_pip(tmp_path, make_job, run
     assert (job.model_dir / "value").read_text() == "installed by pip"
     assert "Installing requirements.txt with pip (SAGEMAKER_MXNET_INSTALLER=pip)" in result.stderr
     assert installer_of(package_name) == "pip"
+    assert compiled_at_install(package_name)
 
 
 def test_a_requirement_no_index_has_fails_the_job_with_pips_error_after_uvs(
