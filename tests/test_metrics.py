@@ -3,6 +3,10 @@ collector's bounds, metrics.csv, the summary, and the PNG of curves (drawn by th
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -213,10 +217,34 @@ def test_the_png_has_one_panel_per_metric(tmp_path):
 def test_the_plot_child_draws_from_the_csv_and_draws_nothing_without_values(tmp_path):
     rows = _rows(MXNET_LOG)
     csv_path, png_path = tmp_path / "metrics.csv", tmp_path / "curves.png"
+    child = [sys.executable, "-m", "sagemaker_mxnet_container.metrics.plot", str(csv_path), str(png_path)]
     report.write_csv(rows, str(csv_path))
-    assert plot.main([str(csv_path), str(png_path)]) == 0
+    assert subprocess.run(child, timeout=120).returncode == 0
     assert png_path.stat().st_size > 10_000
     report.write_csv([], str(csv_path))
     png_path.unlink()
-    assert plot.main([str(csv_path), str(png_path)]) == 0
+    assert subprocess.run(child, timeout=120).returncode == 0
     assert not png_path.exists()
+
+
+def test_a_plot_that_hangs_is_ended_by_its_own_alarm(tmp_path):
+    # A CSV that never ends stands for a drawing that never ends.
+    fifo = tmp_path / "metrics.csv"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # held open: the reader never sees the end
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", PLOT_WITH_SHORT_ALARM, str(fifo), str(tmp_path / "curves.png")], timeout=60
+        )
+    finally:
+        os.close(writer)
+    assert run.returncode == -signal.SIGALRM
+
+
+# The plot child's entry, with its alarm shortened for the test.
+PLOT_WITH_SHORT_ALARM = """
+import sys
+from sagemaker_mxnet_container.metrics import plot
+plot.MAX_SECONDS = 1
+plot.main(sys.argv[1:])
+"""
