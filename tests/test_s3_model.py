@@ -10,7 +10,7 @@ import pytest
 
 from sagemaker_mxnet_container import s3_model
 from sagemaker_mxnet_container.errors import DownloadError
-from sagemaker_mxnet_container.s3 import download
+from sagemaker_mxnet_container.s3 import Retries, download
 
 
 @pytest.fixture
@@ -108,4 +108,4 @@ def test_a_missing_object_or_bucket_is_named_through_the_cut_model(cut, clients,
 
 
 def s3_download(uri, destination):
-    download(uri, str(destination), "us-west-2", 5.0)
+    download(uri, str(destination), "us-west-2", Retries(total_seconds=5.0, connect_seconds=5.0))
