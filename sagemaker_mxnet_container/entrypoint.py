@@ -199,10 +199,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="train",
         description="Run the SageMaker MXNet training job configured under $SAGEMAKER_BASE_DIR (default /opt/ml).",
-        # In a container this is the reference a person has at hand: the README's tables, as text.
-        epilog=reference.help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=_Help, nargs=0, help="show this reference and exit")
     parser.parse_args(argv)
 
     logs.configure()
@@ -238,6 +238,16 @@ def main(argv=None) -> int:
         return 1
     logger.info("Training succeeded")
     return 0
+
+
+class _Help(argparse.Action):
+    """``--help``: in a container, the reference a person has at hand (the README's tables, as
+    text), rendered only when asked for, off every job's start."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.epilog = reference.help_text()
+        parser.print_help()
+        parser.exit()
 
 
 def _as_stop(error: Exception, supervisor: Supervisor) -> Exception:

@@ -3,10 +3,11 @@
 A process that forks into a new session every millisecond outruns any list of processes taken
 and then signalled. Two ways keep up with it, the first where it can be had:
 
-- **cgroup**: each child of the supervisor starts in a cgroup (v2) of its own, under one made for
-  ``train`` inside its own cgroup. Whatever the child leaves, in whatever session, is in that
-  cgroup, and ``cgroup.kill`` kills all of it at once, forks in flight included. A container
-  whose cgroup file system is read-only (the usual case) cannot have this.
+- **cgroup**: each child of the supervisor that runs the submitter's code starts in a cgroup (v2)
+  of its own, under one made for ``train`` inside its own cgroup. Whatever the child leaves, in
+  whatever session, is in that cgroup, and ``cgroup.kill`` kills all of it at once, forks in
+  flight included. A container whose cgroup file system is read-only (the usual case) cannot
+  have this.
 - **process tree**: ``train`` is a child subreaper, so every orphaned descendant is re-parented
   to it. The leftovers are found by walking its descendants through the kernel's per-thread
   child lists (fast enough to catch a process that lives a millisecond) and stopped with SIGSTOP
@@ -22,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Collection, Iterator, List, Optional
+from typing import Callable, Collection, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +68,22 @@ class Cgroup:
         self._origin = origin
         self.holds_supervisor = False
 
-    @contextlib.contextmanager
-    def holding_this_process(self) -> Iterator[None]:
-        """The block (starting a child) runs with this process in the cgroup, so that the child
-        is born in it: moving it afterwards would miss what it forked meanwhile."""
+    def enter(self) -> None:
+        """Moves this process into the cgroup, so that the child it starts next is born there:
+        moving the child afterwards would miss what it forked meanwhile. Raises OSError where the
+        move is refused (a read-only cgroup file system, no delegation)."""
         _write(os.path.join(self.path, "cgroup.procs"), str(os.getpid()))
+
+    def leave(self) -> bool:
+        """Moves this process back; False where it cannot, and then the cgroup, which holds
+        ``train`` itself, is never killed."""
         try:
-            yield
-        finally:
-            try:
-                _write(os.path.join(self._origin, "cgroup.procs"), str(os.getpid()))
-            except OSError as error:
-                # Killing this cgroup would now kill train itself: it never will be.
-                self.holds_supervisor = True
-                logger.warning("Could not leave cgroup %s (%s); processes are ended one by one", self.path, error)
+            _write(os.path.join(self._origin, "cgroup.procs"), str(os.getpid()))
+        except OSError as error:
+            self.holds_supervisor = True
+            logger.warning("Could not leave cgroup %s (%s); processes are ended one by one", self.path, error)
+            return False
+        return True
 
     def pids(self) -> List[int]:
         try:
@@ -141,19 +144,8 @@ class Cgroups:
             logger.debug("No cgroup.kill in %s; leftover processes are found by walking the tree", path)
             cgroups.close()
             return None
-        probe = cgroups.new()
-        try:
-            if probe is None:
-                raise OSError("no cgroup for a child")
-            with probe.holding_this_process():
-                pass
-        except OSError as error:
-            logger.debug("Cannot move processes between cgroups (%s); leftovers are found by walking the tree", error)
-            cgroups.close()
-            return None
-        if probe.holds_supervisor:
-            return None
-        probe.remove()
+        # Whether this process may move between them is learnt from the first child's start: a
+        # trial move here would cost two more of those moves (milliseconds each) before any child.
         return cgroups
 
     def new(self) -> Optional[Cgroup]:

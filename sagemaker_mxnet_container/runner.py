@@ -4,8 +4,9 @@ Each child runs in its own process group. Signals sent to ``train`` are forwarde
 at once; a child that ignores SIGTERM is killed after a grace period, so the job still ends before
 the platform's SIGKILL. ``train`` may be PID 1, so it reaps every zombie, and as a child
 subreaper it also ends what the user's code left running when its main process exits: all of it,
-within a bound, however fast it forks (``leftovers``: each child in a cgroup of its own where one
-can be made, else stopped and killed by walking the process tree).
+within a bound, however fast it forks (``leftovers``: each child that runs the submitter's code
+in a cgroup of its own where one can be made, else stopped and killed by walking the process
+tree).
 
 Foreground children (the user's processes, pip, the download) are waited for; background
 children (the parameter server's processes) run beside them until the job ends them. Another
@@ -70,6 +71,10 @@ class Command:
     name: str = ""
     observer: Optional[Observer] = None
     """Given one, the child's stdout is copied through ``train`` too, and both streams are shown to it."""
+    confined: bool = True
+    """The child runs code the job's submitter controls (theirs, pip building their packages), and
+    so gets a cgroup of its own where one can be made. The toolkit's own short children (the
+    download, the drawing) fork nothing and are spared the moves a cgroup costs."""
 
 
 def exit_code_of(status: int) -> int:
@@ -177,6 +182,10 @@ class Supervisor:
         self._abort_timer: Optional[threading.Timer] = None
         self._closed = False
         self._cgroups: Optional[leftovers.Cgroups] = None
+        self._cgroups_refused = False
+        # A cgroup this process moved into ahead of the child that will need it (see _start).
+        self._prepared: Optional[leftovers.Cgroup] = None
+        self._confined_started = False
 
     def install(self) -> None:
         for signum in FORWARDED_SIGNALS:
@@ -204,11 +213,11 @@ class Supervisor:
         self._closed = True
 
     def confine(self) -> None:
-        """Starts each child from now on in a cgroup of its own, where one can be made."""
+        """Starts each confined child from now on in a cgroup of its own, where one can be made."""
         if self._cgroups is None:
             self._cgroups = leftovers.Cgroups.make()
             if self._cgroups is not None:
-                logger.debug("Each process of the job runs in a cgroup of its own under %s", self._cgroups.path)
+                logger.debug("Each confined child of the job runs in a cgroup of its own under %s", self._cgroups.path)
 
     def end_all(self) -> None:
         """At the very end: nothing ``train`` started, or that descends from it, outlives it."""
@@ -217,6 +226,8 @@ class Supervisor:
             if child.cgroup is not None:
                 child.cgroup.kill(self.poll, deadline)
         leftovers.stop_and_kill((), self.poll, deadline)
+        if self._prepared is not None and self._prepared.leave():
+            self._prepared.remove()
         if self._cgroups is not None:
             self._cgroups.close()
 
@@ -289,26 +300,69 @@ class Supervisor:
         if self.abort_reason is not None:
             raise Aborted(self.abort_reason)
 
-    def _start(self, command: Command, background: bool) -> _Child:
-        cgroup = self._cgroups.new() if self._cgroups is not None else None
+    def _cgroups_usable(self) -> bool:
+        return self._cgroups is not None and not self._cgroups_refused
+
+    def _move_into_new_cgroup(self) -> Optional[leftovers.Cgroup]:
+        """A new child cgroup with this process in it; None where there is none. The first move
+        refused ends the use of cgroups for the job."""
+        cgroup = self._cgroups.new()
+        if cgroup is None:
+            return None
         try:
-            with cgroup.holding_this_process() if cgroup is not None else contextlib.nullcontext():
-                popen = subprocess.Popen(
-                    list(command.argv),
-                    env=dict(command.env),
-                    cwd=command.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE if command.observer is not None else None,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
+            cgroup.enter()
         except OSError as error:
-            if cgroup is not None:
+            logger.debug("Cannot move processes between cgroups (%s); leftovers are found by walking the tree", error)
+            cgroup.remove()
+            self._cgroups_refused = True
+            return None
+        return cgroup
+
+    def _enter_cgroup(self, command: Command) -> Optional[leftovers.Cgroup]:
+        """The cgroup for the child about to start, with this process in it; None where the child
+        gets none."""
+        if not command.confined or not self._cgroups_usable():
+            return None
+        self._confined_started = True
+        if self._prepared is not None:
+            cgroup, self._prepared = self._prepared, None
+            return cgroup
+        return self._move_into_new_cgroup()
+
+    def _prepare_cgroup(self) -> None:
+        """Moves this process into the cgroup of the next child that needs one, now.
+
+        A move costs milliseconds (the kernel waits for every CPU to pass a grace period). Made
+        while a child of the toolkit's own runs before the user's code (the download), it is off
+        the user's code's way: that child goes on meanwhile, and this process only waits for it.
+        """
+        if self._prepared is None and not self._confined_started and self._cgroups_usable():
+            self._prepared = self._move_into_new_cgroup()
+
+    def _start(self, command: Command, background: bool) -> _Child:
+        cgroup = self._enter_cgroup(command)
+        try:
+            popen = subprocess.Popen(
+                list(command.argv),
+                env=dict(command.env),
+                cwd=command.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if command.observer is not None else None,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as error:
+            if cgroup is not None and cgroup.leave():
                 cgroup.remove()
             raise StartError(
                 f"cannot start {command.argv[0]}: {error.strerror or error} (check that it exists, is executable, "
                 "and that its #! line names an interpreter present in the image)"
             ) from None
+        if cgroup is not None and not cgroup.leave():
+            # Every later child would leave train in its cgroup too.
+            self._cgroups_refused = True
+        if not command.confined:
+            self._prepare_cgroup()
         # The pipes' readers are ours from here on; Popen must not close them.
         observer = command.observer
         tee = _Tee(os.dup(popen.stderr.fileno()), 2, True, observer.stream() if observer else None)
@@ -340,9 +394,10 @@ class Supervisor:
         env: Mapping[str, str],
         cwd: Optional[str] = None,
         observer: Optional[Observer] = None,
+        confined: bool = True,
     ) -> ProcessResult:
         """Runs one child to completion, then ends anything it left behind."""
-        return self.run_all([Command(argv, env, cwd, observer=observer)])[0]
+        return self.run_all([Command(argv, env, cwd, observer=observer, confined=confined)])[0]
 
     def run_all(self, commands: Sequence[Command]) -> List[ProcessResult]:
         """Runs the commands side by side until all have exited, then ends what they left behind.

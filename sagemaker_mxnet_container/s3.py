@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Callable, Optional, Tuple
 
-from sagemaker_mxnet_container import error_record, s3_model
+from sagemaker_mxnet_container import error_record
 from sagemaker_mxnet_container.errors import DownloadError
 
 # Per-request retries inside botocore; the outer loop retries whole downloads that broke off.
@@ -170,6 +170,9 @@ def download(uri: str, destination: str, region: Optional[str], retries: Retries
     from botocore.config import Config
 
     bucket, key = parse_uri(uri)
+    # Here, not at the top: the supervisor imports this module for its URI parsing alone.
+    from sagemaker_mxnet_container import s3_model
+
     client = s3_model.session().create_client(
         "s3",
         # S3 answers for every region at us-east-1, so a job without a region still downloads.

@@ -317,8 +317,18 @@ def cgroups_can_be_made_here() -> bool:
     cgroups = leftovers.Cgroups.make()
     if cgroups is None:
         return False
-    cgroups.close()
-    return True
+    try:
+        probe = cgroups.new()
+        if probe is None:
+            return False
+        probe.enter()
+        moved_back = probe.leave()
+        probe.remove()
+        return moved_back
+    except OSError:
+        return False
+    finally:
+        cgroups.close()
 
 
 @pytest.mark.parametrize("cgroup", ["auto", "off"])
@@ -364,3 +374,57 @@ def test_each_child_runs_in_a_cgroup_of_its_own_where_one_can_be_made(code_job, 
         assert "/sagemaker-train-" in unified and unified.rstrip().split("/")[-1].startswith("child-"), unified
     else:
         assert "/sagemaker-train-" not in unified
+
+
+# A supervisor that confines its children, in a process of its own (it installs signal handlers
+# and may move itself between cgroups); prints each child's cgroup line as JSON.
+CGROUP_OF_EACH_CHILD = """
+import json, os, sys
+from sagemaker_mxnet_container import leftovers
+from sagemaker_mxnet_container.runner import Supervisor
+
+if sys.argv[1] == "refused":
+    # The kernel refusing the move (a read-only cgroup file system, no delegation) cannot be set up
+    # for one test as root; the refusal is raised where the move is made.
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+    leftovers.Cgroup.enter = refuse
+supervisor = Supervisor()
+supervisor.install()
+supervisor.confine()
+lines = {}
+# As in a job: the download (the toolkit's own), then pip and the user's code, then the drawing.
+for name, confined in (("download", False), ("user code", True), ("more user code", True), ("plot", False)):
+    out = os.path.join(os.environ["OUT"], name)
+    copy = f"import shutil; shutil.copy('/proc/self/cgroup', {out!r})"
+    result = supervisor.run([sys.executable, "-c", copy], env=dict(os.environ), confined=confined)
+    assert result.exit_code == 0, result
+    lines[name] = open(out).read().strip().splitlines()[-1]
+supervisor.end_all()
+print(json.dumps(lines))
+"""
+
+
+@pytest.mark.parametrize("moves", ["allowed", "refused"])
+def test_children_that_run_the_users_code_get_cgroups_and_a_refused_move_costs_only_the_cgroups(tmp_path, moves):
+    available = cgroups_can_be_made_here()
+
+    run = subprocess.run(
+        [sys.executable, "-c", CGROUP_OF_EACH_CHILD, moves],
+        env={**os.environ, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode == 0, run.stderr
+    lines = json.loads(run.stdout)
+    assert "/sagemaker-train-" not in lines["download"] and "/sagemaker-train-" not in lines["plot"]
+    if available and moves == "allowed":
+        # The first was entered while the download ran, off the user's code's way.
+        assert lines["user code"].endswith("/child-1") and lines["more user code"].endswith("/child-2"), lines
+    else:
+        assert not any("/sagemaker-train-" in line for line in lines.values()), lines
+    own = own_cgroup_directory()
+    if own is not None and os.path.isdir(own):
+        assert [name for name in os.listdir(own) if name.startswith("sagemaker-train-")] == []

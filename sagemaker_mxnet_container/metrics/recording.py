@@ -106,6 +106,7 @@ class Recording:
             result = supervisor.run(
                 [sys.executable, "-m", PLOT_MODULE, csv_path, temporary],
                 env={**os.environ, "MPLBACKEND": "Agg"},
+                confined=False,
             )
             if result.exit_code != 0:
                 last = next((line for line in reversed(result.stderr_tail) if line.strip()), "no output")
