@@ -46,10 +46,21 @@ class Row:
         other = statistics.median(self.other)
         return statistics.median(self.ours) / other if other else None
 
+    def shown_ratio(self) -> str:
+        """The ratio as printed: two decimals, or more where two would round it onto its limit and
+        the verdict beside it would then seem to contradict it (0.978 is not >= 0.98)."""
+        if self.ratio is None:
+            return "-"
+        limit = None if self.budget is None else self.budget.max_ratio or self.budget.min_ratio
+        digits = 2
+        while limit is not None and digits < 6 and round(self.ratio, digits) == limit and self.ratio != limit:
+            digits += 1
+        return f"{self.ratio:.{digits}f}"
+
     def measured(self) -> str:
         if self.budget is not None and self.budget.max_ours is not None:
             return _cell(self.ours, self.scale, self.unit)
-        return "-" if self.ratio is None else f"ratio {self.ratio:.2f}"
+        return "-" if self.ratio is None else f"ratio {self.shown_ratio()}"
 
     @property
     def verdict(self) -> Optional[bool]:
@@ -74,14 +85,13 @@ def table(title: str, rows: List[Row], other_name: str) -> str:
     header = ["", "ours: median (min-max)", f"{other_name}: median (min-max)", "ratio", "budget", "verdict"]
     lines = []
     for row in rows:
-        ratio = row.ratio
         verdict = row.verdict
         lines.append(
             [
                 row.label,
                 _cell(row.ours, row.scale, row.unit),
                 _cell(row.other, row.scale, row.unit),
-                "-" if ratio is None else f"{ratio:.2f}",
+                row.shown_ratio(),
                 row.budget.describe(row.unit) if row.budget else "",
                 "" if verdict is None else ("PASS" if verdict else "FAIL"),
             ]

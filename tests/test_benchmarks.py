@@ -121,3 +121,22 @@ def test_the_thread_table_shows_one_openmp_thread_per_usable_cpu_under_train(rep
         # A cgroup quota may allow fewer CPUs than the affinity set shows, never more.
         assert omp_variable == omp_threads, line
         assert 1 <= int(omp_variable) <= int(usable), line
+
+
+@pytest.mark.parametrize(
+    "ours, budget, shown, verdict",
+    [
+        (0.978, {"min_ratio": 0.98}, "0.978", False),
+        (0.98004, {"min_ratio": 0.98}, "0.98004", True),
+        (0.6504, {"max_ratio": 0.65}, "0.6504", False),
+        (0.98, {"min_ratio": 0.98}, "0.98", True),
+        (0.7213, {"max_ratio": 0.65}, "0.72", False),
+    ],
+)
+def test_a_ratio_is_shown_with_the_digits_its_verdict_needs(ours, budget, shown, verdict):
+    from benchmarks.report import Budget, Row
+
+    row = Row("row", "s", [ours], [1.0], Budget(**budget))
+
+    assert (row.shown_ratio(), row.verdict) == (shown, verdict)
+    assert row.measured() == f"ratio {shown}"
